@@ -1,0 +1,1 @@
+"""The fixed evaluation harness: data sources, tokenizer, split, dataloader and metric."""
