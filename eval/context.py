@@ -1,0 +1,203 @@
+"""What the harness hands a variant's `train(ctx)`: data, device, the clock, and a watchdog.
+
+The variant trains inside `for step in ctx.steps():`. The harness decides when the budget is
+spent, measures the time, serves the training batches (only the training split) and watches for
+divergence and for a variant that does not stop.
+"""
+
+from __future__ import annotations
+
+import _thread
+import math
+import threading
+import time
+from typing import Callable, Iterator
+
+import torch
+
+from eval.dataloader import TokenStore, batch_iterator, train_rows
+from eval.measure import TrainingClock, synchronize
+
+
+class TrialDiverged(Exception):
+    """The training loss became NaN, infinite or exploded."""
+
+
+class TrialContext:
+    """The variant's view of the harness.
+
+    Attributes:
+        device: where to train.
+        device_type: "cuda", "mps" or "cpu".
+        vocab_size: token ids are below this (special tokens included).
+        seq_len: tokens per row.
+        bos_id: the id opening every document.
+        seed: the trial's seed (torch is already seeded with it).
+    """
+
+    def __init__(
+        self,
+        *,
+        device: torch.device,
+        vocab_size: int,
+        seq_len: int,
+        bos_id: int,
+        seed: int,
+        train_store: TokenStore,
+        clock: TrainingClock,
+        diverge_loss: float = 1e4,
+        log_every: int = 10,
+        max_steps: int | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        self.device = device
+        self.device_type = device.type
+        self.vocab_size = vocab_size
+        self.seq_len = seq_len
+        self.bos_id = bos_id
+        self.seed = seed
+        self.clock = clock
+        self.diverge_loss = diverge_loss
+        self.log_every = max(1, log_every)
+        self.max_steps = max_steps
+        self._store = train_store
+        self._log = log
+        self.tokens_served = 0
+        self.last_loss: float | None = None
+        self.losses: list[float] = []
+        self._t_log = time.perf_counter()
+        self._tokens_at_log = 0
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the training budget spent, in [0, 1] (drive schedules with it)."""
+        if self.max_steps:
+            return min(1.0, max(self.clock.progress, self.clock.steps_done / self.max_steps))
+        return self.clock.progress
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless (inputs, targets) of shape (batch_size, seq_len) on the device."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        rows = train_rows(self._store, self.bos_id, self.seq_len, self.seed)
+        pin = self.device.type == "cuda"
+        for batch in batch_iterator(rows, batch_size):
+            t = torch.from_numpy(batch)
+            if pin:
+                t = t.pin_memory().to(self.device, non_blocking=True)
+            else:
+                t = t.to(self.device)
+            self.tokens_served += batch_size * self.seq_len
+            yield t[:, :-1], t[:, 1:]
+
+    def steps(self) -> Iterator[int]:
+        """One iteration per optimizer step, until the budget (or max_steps) is spent."""
+        step = 0
+        while True:
+            synchronize(self.device)
+            self.clock.boundary()
+            if step and step % self.log_every == 0:
+                self._progress_line(step)
+            if self.clock.done or (self.max_steps is not None and step >= self.max_steps):
+                if step % self.log_every:
+                    self._progress_line(step)
+                return
+            yield step
+            step += 1
+
+    def record_loss(self, loss: torch.Tensor | float) -> None:
+        """Report the step's training loss (for the log and divergence detection).
+
+        Raises:
+            TrialDiverged: if it is NaN, infinite or above the preset's diverge_loss.
+        """
+        value = float(loss.detach().float().item()) if isinstance(loss, torch.Tensor) else float(loss)
+        self.last_loss = value
+        self.losses.append(value)
+        if not math.isfinite(value) or value > self.diverge_loss:
+            raise TrialDiverged(f"training loss became {value} at step {self.clock.steps_done}")
+
+    def log(self, msg: str) -> None:
+        self._log(msg)
+
+    def _progress_line(self, step: int) -> None:
+        now = time.perf_counter()
+        dt = max(now - self._t_log, 1e-9)
+        tps = (self.tokens_served - self._tokens_at_log) / dt
+        self._t_log, self._tokens_at_log = now, self.tokens_served
+        loss = f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
+        self._log(
+            f"step {step:05d} | loss {loss} | progress {100 * self.progress:5.1f}% | "
+            f"train {self.clock.training_seconds:6.1f}s | tok/s {tps:,.0f}"
+        )
+
+
+class Watchdog:
+    """Interrupts the main thread when the variant overruns its budget or never starts its clock.
+
+    Args:
+        clock: the trial's training clock.
+        budget_seconds: training budget.
+        tolerance: overrun allowed, as a fraction of the budget.
+        startup_seconds: time allowed before the clock starts counting (build, compile, warm-up).
+        poll_seconds: how often to look.
+        now: time source (the same as the clock's).
+        interrupt: what to call when it fires (default: KeyboardInterrupt in the main thread).
+    """
+
+    def __init__(
+        self,
+        clock: TrainingClock,
+        budget_seconds: float,
+        tolerance: float,
+        startup_seconds: float,
+        poll_seconds: float = 0.25,
+        now: Callable[[], float] = time.perf_counter,
+        interrupt: Callable[[], None] = _thread.interrupt_main,
+    ):
+        self.clock = clock
+        self.limit = budget_seconds * (1.0 + tolerance)
+        self.startup_seconds = startup_seconds
+        self.poll_seconds = poll_seconds
+        self._now = now
+        self._interrupt = interrupt
+        self._started = now()
+        self.fired: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> str | None:
+        """The reason to stop the variant now, or None."""
+        if self.clock.counting:
+            live = self.clock.live_seconds()
+            if live > self.limit:
+                return (
+                    f"the variant trained {live:.1f}s past a budget of {self.clock.budget:.1f}s "
+                    f"(limit {self.limit:.1f}s) without stopping; it must end when ctx.steps() does"
+                )
+        elif self._now() - self._started > self.startup_seconds:
+            return (
+                f"the variant did not start its timed steps within trial.startup_seconds="
+                f"{self.startup_seconds:.0f}s; it must train inside `for step in ctx.steps():`"
+            )
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            reason = self.check()
+            if reason:
+                self.fired = reason
+                self._interrupt()
+                # Keep interrupting in case the variant swallows KeyboardInterrupt.
+                self._stop.wait(1.0)
+
+    def start(self) -> "Watchdog":
+        self._started = self._now()
+        self._thread = threading.Thread(target=self._run, name="trial-watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,251 @@
+"""The trial entry point: train one variant for a fixed budget and measure it.
+
+    python -m eval.trial <spec.json>
+
+Run by `search.runner` in its own process group; it reads the spec the runner wrote, imports the
+variant's `train/train.py` from the variant directory, hands it a `TrialContext`, and after
+training probes causality, evaluates val and test bits per byte, and writes the record JSON. The
+variant never sees the validation or test tokens, never computes its own metric, and never
+touches the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m eval.trial <spec.json>", file=sys.stderr)
+        return 2
+    # The runner's one-time token arrives on stdin and is read before any variant code runs.
+    token = sys.stdin.readline().strip() if not sys.stdin.isatty() else ""
+    sys.stdin.close()
+    spec = json.loads(Path(argv[0]).read_text())
+    record = run_trial(spec)
+    from eval.tokenizer import write_atomic
+
+    payload = json.loads(record.to_json())
+    payload["token"] = token
+    write_atomic(Path(spec["record_path"]), json.dumps(payload, indent=2).encode("utf-8"))
+    print(record.summary(), flush=True)
+    return 0
+
+
+def select_device(name: str):
+    """The torch device for `trial.device` (auto: cuda, then mps, then cpu)."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"trial.device={name} but CUDA is not available on this machine; use trial.device=auto")
+    return device
+
+
+def code_hash(variant_dir: Path, editable: list[str]) -> str:
+    """SHA-256 over the variant's editable files (path and content), the variant's identity."""
+    h = hashlib.sha256()
+    for rel in sorted(editable):
+        path = variant_dir / rel
+        h.update(rel.encode() + b"\0")
+        h.update(path.read_bytes() if path.exists() else b"<missing>")
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import tiktoken
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "tiktoken": tiktoken.__version__,
+        "cuda": str(torch.version.cuda),
+        "platform": platform.platform(),
+    }
+
+
+def run_trial(spec: dict[str, Any]):
+    """Run the whole trial described by `spec` and return its TrialRecord (never raises)."""
+    from eval.record import TrialRecord
+
+    t_cfg = spec["trial"]
+    base: dict[str, Any] = {"preset": t_cfg["name"], "seed": t_cfg["seed"], "data": spec["data"]["info"]}
+    try:
+        return _run(spec, base)
+    except Exception as exc:  # harness-side failure before the variant ran
+        return TrialRecord(status="crash", reason=f"harness error: {exc}", log_tail=traceback.format_exc(), **base)
+
+
+def _run(spec: dict[str, Any], base: dict[str, Any]):
+    import numpy as np
+    import torch
+
+    from eval.context import TrialContext, TrialDiverged, Watchdog
+    from eval.dataloader import TokenStore, eval_rows
+    from eval.measure import TrainingClock, peak_flops, peak_memory_mb
+    from eval.metric import evaluate_bpb
+    from eval.probe import probe_causality
+    from eval.record import TrialRecord
+    from eval.tokenizer import load_tokenizer
+
+    t_cfg = spec["trial"]
+    variant_dir = Path(spec["variant_dir"]).resolve()
+    spawn_time = float(spec.get("spawn_time", time.time()))
+    if t_cfg.get("threads"):
+        torch.set_num_threads(int(t_cfg["threads"]))
+    device = select_device(t_cfg["device"])
+    base["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    base["versions"] = library_versions()
+    base["code_hash"] = code_hash(variant_dir, spec["editable"])
+    print(f"trial: variant {variant_dir} code {base['code_hash'][:12]} on {base['device']}", flush=True)
+    print(f"trial: versions {json.dumps(base['versions'])}", flush=True)
+
+    tok = load_tokenizer(Path(spec["data"]["tokenizer"]))
+    train_store = TokenStore.load(Path(spec["data"]["train"]))
+    torch.manual_seed(t_cfg["seed"])
+    np.random.seed(t_cfg["seed"] % 2**32)
+    autocast = torch.bfloat16 if device.type == "cuda" else None
+
+    def total_seconds() -> float:
+        return time.time() - spawn_time
+
+    def ended(status: str, reason: str, **figures: Any) -> TrialRecord:
+        figures.setdefault("peak_mem_mb", peak_memory_mb(device))
+        figures.setdefault("total_seconds", total_seconds())
+        return TrialRecord(status=status, reason=reason, **base, **figures)
+
+    # --- import the variant and apply the preset's constants
+    try:
+        module = _import_variant(variant_dir)
+        applied = _apply_constants(module, t_cfg.get("constants") or {})
+    except Exception as exc:
+        return ended("crash", f"{type(exc).__name__} while importing the variant: {exc}",
+                     log_tail=traceback.format_exc())
+    base["constants"] = applied
+    if not callable(getattr(module, "train", None)):
+        return ended("crash", "train/train.py defines no train(ctx) function")
+
+    # --- train, on the harness's clock, under the watchdog
+    clock = TrainingClock(t_cfg["budget_seconds"], t_cfg["clock_skip_steps"])
+    ctx = TrialContext(
+        device=device, vocab_size=tok.vocab_size, seq_len=t_cfg["seq_len"], bos_id=tok.bos_id,
+        seed=t_cfg["seed"], train_store=train_store, clock=clock, diverge_loss=t_cfg["diverge_loss"],
+        log_every=t_cfg["log_every"], max_steps=t_cfg.get("max_steps"),
+        log=lambda m: print(m, flush=True),
+    )
+    watchdog = Watchdog(clock, t_cfg["budget_seconds"], t_cfg["budget_tolerance"], t_cfg["startup_seconds"])
+    watchdog.start()
+    try:
+        model = module.train(ctx)
+    except KeyboardInterrupt:
+        watchdog.stop()
+        reason = watchdog.fired or "interrupted"
+        return ended("timeout" if watchdog.fired else "stopped", reason, **_train_figures(ctx, clock))
+    except TrialDiverged as exc:
+        watchdog.stop()
+        return ended("diverged", str(exc), **_train_figures(ctx, clock))
+    except torch.OutOfMemoryError as exc:
+        watchdog.stop()
+        return ended("crash", f"out of memory: {str(exc).splitlines()[0]}", log_tail=traceback.format_exc(),
+                     **_train_figures(ctx, clock))
+    except Exception as exc:
+        watchdog.stop()
+        return ended("crash", f"{type(exc).__name__} in train(): {exc}", log_tail=traceback.format_exc(),
+                     **_train_figures(ctx, clock))
+    watchdog.stop()
+    training_figures = _train_figures(ctx, clock)
+    if not isinstance(model, torch.nn.Module):
+        return ended("crash", f"train(ctx) returned {type(model).__name__}, not the trained nn.Module",
+                     **training_figures)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_embed = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    training_figures["num_params_M"] = n_params / 1e6
+    flops = peak_flops(device)
+    if flops and clock.training_seconds > 0:
+        tokens_per_s = ctx.tokens_served / max(clock.training_seconds, 1e-9)
+        training_figures["mfu_percent"] = 100.0 * 6.0 * (n_params - n_embed) * tokens_per_s / flops
+
+    # --- probe, then evaluate on tokens the variant never saw
+    print("trial: causality probe", flush=True)
+    try:
+        probe = probe_causality(model, tok.vocab_size, t_cfg["seq_len"], device, autocast_dtype=autocast)
+    except Exception as exc:
+        return ended("crash", f"{type(exc).__name__} in the model's forward during the causality probe: {exc}",
+                     log_tail=traceback.format_exc(), **training_figures)
+    base["probe"] = {"max_leak": probe.max_leak, "tolerance": probe.tolerance, "passed": probe.passed}
+    if not probe.passed:
+        return ended("rejected", probe.reason(), **training_figures)
+
+    print("trial: evaluating val and test bits per byte", flush=True)
+    token_bytes = tok.token_bytes()
+    results = {}
+    for split, n_tokens in (("val", t_cfg["eval_tokens"]), ("test", t_cfg["test_tokens"])):
+        store = TokenStore.load(Path(spec["data"][split]))
+        rows = eval_rows(store, tok.bos_id, t_cfg["seq_len"], n_tokens)
+        try:
+            results[split] = evaluate_bpb(model, rows, token_bytes, device, t_cfg["eval_batch_rows"], autocast)
+        except torch.OutOfMemoryError as exc:
+            return ended("crash", f"out of memory during evaluation: {str(exc).splitlines()[0]}", **training_figures)
+        except Exception as exc:
+            return ended("crash", f"{type(exc).__name__} during evaluation: {exc}",
+                         log_tail=traceback.format_exc(), **training_figures)
+    val, test = results["val"], results["test"]
+    if not math.isfinite(val.bpb):
+        return ended("diverged", f"val_bpb is {val.bpb}", **training_figures)
+    return ended("ok", "", val_bpb=val.bpb, test_bpb=test.bpb, eval_tokens=val.tokens,
+                 test_tokens=test.tokens, **training_figures)
+
+
+def _train_figures(ctx, clock) -> dict[str, Any]:
+    secs = clock.training_seconds
+    return {
+        "training_seconds": secs,
+        "num_steps": clock.steps_done,
+        "tokens_M": ctx.tokens_served / 1e6,
+        "tokens_per_second": (ctx.tokens_served / secs) if secs > 0 else None,
+    }
+
+
+def _import_variant(variant_dir: Path):
+    """Import train/train.py (and through it model/gpt.py) from the variant directory."""
+    train_py = variant_dir / "train" / "train.py"
+    if not train_py.exists():
+        raise FileNotFoundError(f"{train_py} does not exist; a variant directory holds train/train.py")
+    sys.path.insert(0, str(variant_dir))
+    for name in [m for m in sys.modules if m in ("train", "model") or m.startswith(("train.", "model."))]:
+        del sys.modules[name]
+    return importlib.import_module("train.train")
+
+
+def _apply_constants(module, constants: dict[str, Any]) -> dict[str, Any]:
+    """Set the preset's UPPER_SNAKE constants on the variant module; a missing name is an error."""
+    for name, value in constants.items():
+        if not hasattr(module, name):
+            raise AttributeError(
+                f"the trial preset sets {name}={value!r} but the variant's train/train.py has no constant {name}"
+            )
+        setattr(module, name, value)
+    return dict(constants)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

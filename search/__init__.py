@@ -1,0 +1,1 @@
+"""evoresearch: population search over small-GPT training code (`python -m search --help`)."""

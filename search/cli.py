@@ -1,0 +1,100 @@
+"""The command line: `python -m search <command> [Hydra overrides]`.
+
+Hydra's `@hydra.main` reads `sys.argv` itself, so the command word is taken out of `sys.argv`
+before the Hydra entry point of that command is called; everything else (overrides, `--cfg job`,
+`--help`, `-m` multirun) is Hydra's as usual. Each entry point only unwraps the config and calls a
+plain function that tests call directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from search.config import register_configs
+
+register_configs()
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(PROJECT_ROOT / "conf")
+
+USAGE = """usage: python -m search <command> [overrides] [--help] [--cfg job]
+
+commands:
+  trial   train one variant (the seed, or trial.variant=<dir or commit>) for a fixed budget,
+          print its summary and write its record under outputs/<run.name>/trial/
+
+Overrides are Hydra's: `data=shakespeare data.path=FILE trial=cpu trial.budget_seconds=30`.
+`python -m search <command> --help` lists the configuration groups and their options.
+Without `trial=...` or `experiment=...`, the `gpu` preset is used when CUDA is available and the
+`cpu` preset otherwise.
+"""
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain, fully resolved containers (safe to hand to a child process)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def trial_command(cfg: DictConfig, run_dir: Path) -> "TrialRecord":  # noqa: F821
+    """Prepare the data, materialize the variant, run one trial and return its record."""
+    from eval.prepare import prepare_data
+    from search.runner import run_trial_process
+    from search.variants import resolve_variant
+
+    conf = resolved(cfg)
+    trial, data = conf["trial"], conf["data"]
+    prepared = prepare_data(data, trial["vocab_size"])
+    variant_dir = resolve_variant(trial.get("variant"), conf["editable"], run_dir / "variant")
+    spec = {"variant_dir": str(variant_dir), "data": prepared.spec(), "trial": trial, "editable": conf["editable"]}
+    print(f"trial: preset {trial['name']}, budget {trial['budget_seconds']:.0f}s, data {data['name']}, "
+          f"variant {variant_dir}", flush=True)
+    record = run_trial_process(spec, run_dir / "trial", echo=sys.stdout)
+    if record.status != "ok" and record.log_tail and record.reason:
+        print(f"trial: {record.status}: {record.reason}", flush=True)
+    print(f"trial: record written to {run_dir / 'trial' / 'record.json'}", flush=True)
+    return record
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _trial_main(cfg: DictConfig) -> int:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    record = trial_command(cfg, run_dir)
+    return 0 if record.status == "ok" else 1
+
+
+COMMANDS: dict[str, Callable[[], Any]] = {"trial": _trial_main}
+
+
+def default_preset_overrides(overrides: list[str]) -> list[str]:
+    """Add `trial=gpu` on a CUDA machine unless the user chose a trial preset or an experiment."""
+    chosen = any(o.split("=", 1)[0].lstrip("+~") in ("trial", "experiment") for o in overrides)
+    if chosen or any(o in ("--help", "-h", "--hydra-help") for o in overrides):
+        return overrides
+    if os.environ.get("EVORESEARCH_NO_GPU_DEFAULT"):
+        return overrides
+    import torch
+
+    return overrides + ["trial=gpu"] if torch.cuda.is_available() else overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch `python -m search <command> ...` to the command's Hydra entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, overrides = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}; the commands are: {', '.join(COMMANDS)}\n", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        return 2
+    sys.argv = [f"python -m search {command}"] + default_preset_overrides(overrides)
+    result = COMMANDS[command]()
+    return int(result or 0)

@@ -1,0 +1,50 @@
+from eval.context import Watchdog
+from eval.measure import TrainingClock
+
+
+class FakeTime:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_clock_skips_warmup_steps_and_counts_the_rest():
+    now = FakeTime()
+    clock = TrainingClock(10.0, skip_steps=2, now=now)
+    clock.boundary()          # before step 0
+    now.t += 50               # step 0: compilation, not counted
+    clock.boundary()
+    now.t += 3                # step 1: warm-up, not counted
+    clock.boundary()
+    assert clock.training_seconds == 0 and clock.counting
+    now.t += 4
+    clock.boundary()
+    assert clock.training_seconds == 4 and clock.progress == 0.4 and not clock.done
+    now.t += 7
+    clock.boundary()
+    assert clock.done and clock.progress == 1.0 and clock.steps_done == 4
+
+
+def test_watchdog_fires_on_overrun_only_past_tolerance():
+    now = FakeTime()
+    clock = TrainingClock(10.0, skip_steps=0, now=now)
+    fired = []
+    dog = Watchdog(clock, 10.0, 0.1, startup_seconds=5, now=now, interrupt=lambda: fired.append(1))
+    clock.boundary()
+    now.t += 10.5             # inside the step now running: over budget, within tolerance
+    assert dog.check() is None
+    now.t += 1.0
+    reason = dog.check()
+    assert reason and "past a budget" in reason
+
+
+def test_watchdog_fires_when_clock_never_starts():
+    now = FakeTime()
+    clock = TrainingClock(10.0, skip_steps=1, now=now)
+    dog = Watchdog(clock, 10.0, 0.1, startup_seconds=30, now=now, interrupt=lambda: None)
+    now.t += 29
+    assert dog.check() is None
+    now.t += 2
+    assert "ctx.steps()" in dog.check()
