@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from eval.dataloader import TokenStore, batch_iterator, train_rows
@@ -82,13 +83,12 @@ class TrialContext:
         rows = train_rows(self._store, self.bos_id, self.seq_len, self.seed)
         pin = self.device.type == "cuda"
         for batch in batch_iterator(rows, batch_size):
-            t = torch.from_numpy(batch)
-            if pin:
-                t = t.pin_memory().to(self.device, non_blocking=True)
-            else:
-                t = t.to(self.device)
+            pair = []
+            for part in (batch[:, :-1], batch[:, 1:]):
+                t = torch.from_numpy(np.ascontiguousarray(part))
+                pair.append(t.pin_memory().to(self.device, non_blocking=True) if pin else t.to(self.device))
             self.tokens_served += batch_size * self.seq_len
-            yield t[:, :-1], t[:, 1:]
+            yield pair[0], pair[1]
 
     def steps(self) -> Iterator[int]:
         """One iteration per optimizer step, until the budget (or max_steps) is spent."""

@@ -24,6 +24,7 @@ class TrialRecord:
     reason: str = ""
     val_bpb: float | None = None
     test_bpb: float | None = None
+    uniform_bpb: float | None = None  # val bits per byte of uniform guessing: the untrained reference
     peak_mem_mb: float | None = None
     training_seconds: float | None = None
     total_seconds: float | None = None

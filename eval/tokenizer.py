@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, name: str) -> Tokeniz
     """
     import rustbpe
 
+    logging.getLogger("rustbpe").setLevel(logging.WARNING)  # it logs every merge at INFO
     if vocab_size < 256:
         raise ValueError(f"trial.vocab_size must be at least 256 (the byte tokens), got {vocab_size}")
     trainer = rustbpe.Tokenizer()

@@ -211,7 +211,8 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     val, test = results["val"], results["test"]
     if not math.isfinite(val.bpb):
         return ended("diverged", f"val_bpb is {val.bpb}", **training_figures)
-    return ended("ok", "", val_bpb=val.bpb, test_bpb=test.bpb, eval_tokens=val.tokens,
+    uniform = math.log2(tok.vocab_size) * val.tokens / val.bytes
+    return ended("ok", "", val_bpb=val.bpb, test_bpb=test.bpb, uniform_bpb=uniform, eval_tokens=val.tokens,
                  test_tokens=test.tokens, **training_figures)
 
 
