@@ -9,7 +9,7 @@ the defaults in ``DEFAULTS``. Sources:
 - ``shakespeare``: tiny Shakespeare, a local ``path`` or downloaded from ``url``; one document per
   blank-line separated block (a speech).
 - ``tinystories``: a TinyStories text file from ``url``; documents split on ``<|endoftext|>``.
-- ``climbmix``: parquet shards (the set karpathy/autoresearch trains on, by default), the
+- ``climbmix``: parquet shards (by default the public climbmix-400b-shuffle shards), the
   ``text_column`` of each row a document.
 - ``files``: the user's ``.txt`` / ``.jsonl`` / ``.parquet`` files (globs allowed).
 - ``pydocs``: the docstrings of the Python standard library, one document per module; needs no
@@ -48,8 +48,8 @@ SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/da
 TINYSTORIES_URL = (
     "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStoriesV2-GPT4-valid.txt"
 )
-# The shards karpathy/autoresearch downloads in prepare.py (BASE_URL + "shard_{index:05d}.parquet",
-# shards 0..6542, of which autoresearch pins the last, 06542, as its validation shard).
+# The public climbmix-400b-shuffle shards, numbered 00000..06542. Our own document-hash split
+# decides val and test, so any shards can be used.
 CLIMBMIX_URL_TEMPLATE = (
     "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main/shard_{index:05d}.parquet"
 )
