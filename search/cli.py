@@ -17,10 +17,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from eval.download import DataError
 from search.config import register_configs
+from search.lineage import LineageError
 
 register_configs()
 
+USER_ERRORS = (DataError, LineageError, FileNotFoundError, ValueError)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = str(PROJECT_ROOT / "conf")
 
@@ -62,11 +65,24 @@ def trial_command(cfg: DictConfig, run_dir: Path) -> "TrialRecord":  # noqa: F82
     return record
 
 
+_exit_codes: list[int] = []  # Hydra drops a task's return value; each task appends its exit code
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _trial_main(cfg: DictConfig) -> int:
+def _trial_main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    record = trial_command(cfg, run_dir)
-    return 0 if record.status == "ok" else 1
+    try:
+        record = trial_command(cfg, run_dir)
+    except USER_ERRORS as exc:
+        _user_error(exc)
+        return
+    _exit_codes.append(0 if record.status == "ok" else 1)
+
+
+def _user_error(exc: Exception) -> None:
+    """A mistake in the command or the data: one clear line, not a traceback."""
+    print(f"error: {exc}", file=sys.stderr)
+    _exit_codes.append(2)
 
 
 COMMANDS: dict[str, Callable[[], Any]] = {"trial": _trial_main}
@@ -96,5 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     sys.argv = [f"python -m search {command}"] + default_preset_overrides(overrides)
-    result = COMMANDS[command]()
-    return int(result or 0)
+    _exit_codes.clear()
+    COMMANDS[command]()
+    return max(_exit_codes, default=0)

@@ -1,0 +1,114 @@
+"""The real command line, as a user types it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SHAKESPEARE
+from search.cli import default_preset_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=ROOT, timeout=300):
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1")
+    return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_top_level_help_lists_commands():
+    out = cli("--help")
+    assert out.returncode == 0 and "trial" in out.stdout and "usage: python -m search" in out.stdout
+
+
+def test_unknown_command_is_an_error_naming_the_commands():
+    out = cli("bogus")
+    assert out.returncode == 2 and "unknown command 'bogus'" in out.stderr and "trial" in out.stderr
+
+
+def test_command_help_lists_groups_and_options():
+    out = cli("trial", "--help")
+    assert out.returncode == 0
+    for word in ("data:", "shakespeare", "climbmix", "pydocs", "trial:", "smoke", "gpu", "cpu_smoke"):
+        assert word in out.stdout
+
+
+def test_cfg_job_shows_the_composed_experiment():
+    out = cli("trial", "--cfg", "job", "experiment=cpu_smoke", "trial.budget_seconds=7")
+    assert out.returncode == 0
+    assert "name: smoke" in out.stdout and "budget_seconds: 7" in out.stdout and "source: shakespeare" in out.stdout
+
+
+def test_misspelt_override_is_an_error_naming_the_key():
+    out = cli("trial", "trial.budget_secs=7")
+    assert out.returncode != 0 and "budget_secs" in out.stderr
+
+
+def test_wrong_type_is_an_error():
+    out = cli("trial", "trial.budget_seconds=soon")
+    assert out.returncode != 0 and "budget_seconds" in out.stderr
+
+
+def test_gpu_default_only_without_a_chosen_preset(monkeypatch):
+    monkeypatch.delenv("EVORESEARCH_NO_GPU_DEFAULT", raising=False)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_preset_overrides(["data=shakespeare"]) == ["data=shakespeare", "trial=gpu"]
+    assert default_preset_overrides(["trial=cpu"]) == ["trial=cpu"]
+    assert default_preset_overrides(["experiment=cpu_smoke"]) == ["experiment=cpu_smoke"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_preset_overrides([]) == []
+
+
+@pytest.mark.slow
+def test_trial_command_end_to_end_on_the_seed(tmp_path):
+    if not SHAKESPEARE.exists():
+        pytest.skip("no shared data")
+    run_dir = tmp_path / "run"
+    out = cli("trial", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}", f"data.cache_dir={tmp_path / 'cache'}",
+              f"hydra.run.dir={run_dir}")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = out.stdout[out.stdout.rindex("---"):]
+    for key in ("val_bpb:", "test_bpb:", "peak_mem_mb:", "training_seconds:", "total_seconds:", "num_steps:",
+                "num_params_M:", "tokens_M:"):
+        assert key in summary
+    record = json.loads((run_dir / "trial" / "record.json").read_text())
+    assert record["status"] == "ok" and record["probe"]["passed"]
+    assert record["val_bpb"] < 0.75 * record["uniform_bpb"]  # the seed learned in seconds
+    assert "token" not in record
+
+
+@pytest.mark.slow
+def test_trial_of_a_commit(tmp_path):
+    """trial.variant=<commit> trains the files of that commit, whatever the working tree holds."""
+    if not SHAKESPEARE.exists():
+        pytest.skip("no shared data")
+    repo = tmp_path / "repo"
+    (repo / "train").mkdir(parents=True)
+    (repo / "model").mkdir()
+    variants = ROOT / "tests" / "variants"
+    # the smoke preset's constants, so the preset applies to this variant too
+    constants = "DEPTH = 1\nASPECT_RATIO = 64\nHEAD_DIM = 32\nTOTAL_BATCH_TOKENS = 1024\nDEVICE_BATCH_SIZE = 16\n"
+    (repo / "train" / "train.py").write_text(constants + (variants / "crash.py").read_text())
+    (repo / "model" / "gpt.py").write_text((variants / "tiny_model.py").read_text())
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True, text=True)  # noqa: E731
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "crash", "--allow-empty")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "crashing variant")
+    sha = git("rev-parse", "HEAD").stdout.strip()
+    (repo / "train" / "train.py").write_text("this working-tree file is not the commit's")
+    run_dir = tmp_path / "run"
+    out = cli("trial", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}", f"data.cache_dir={tmp_path / 'cache'}",
+              f"hydra.run.dir={run_dir}", f"trial.variant={sha}", cwd=repo)
+    assert out.returncode == 1
+    record = json.loads((run_dir / "trial" / "record.json").read_text())
+    assert record["status"] == "crash" and "boom" in record["reason"]
+    bad = cli("trial", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}", f"data.cache_dir={tmp_path / 'cache'}",
+              f"hydra.run.dir={run_dir}", "trial.variant=nosuchthing", cwd=repo)
+    assert bad.returncode != 0 and "nosuchthing" in bad.stderr
