@@ -56,6 +56,69 @@ class TrialConfig:
     variant: Optional[str] = None  # a directory or a git commit (None: this checkout's seed)
     diverge_loss: float = 1.0e4  # a reported training loss above this is divergence
     log_every: int = 10  # print a progress line every N steps
+    max_steps: Optional[int] = None  # stop after this many steps even within budget (preflight)
+
+
+@dataclass
+class LLMConfig:
+    """The LLM behind the mutation and crossover operators (group `llm/`)."""
+
+    name: str = "openai"  # preset name
+    model: str = "gpt-4.1-mini"  # the model name the endpoint serves
+    base_url: Optional[str] = None  # an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp...)
+    api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the key (never logged)
+    temperature: float = 0.8
+    max_tokens: Optional[int] = 8192  # answer length cap
+    timeout: float = 300.0  # seconds per request
+    max_retries: int = 4  # the client's retries on 429 / 5xx / timeouts, with backoff
+    price_prompt_per_million: float = 0.0  # USD per 1M prompt tokens (0: cost not tracked)
+    price_completion_per_million: float = 0.0  # USD per 1M completion tokens
+    spend_cap: Optional[float] = None  # USD; no request is made past it
+    patch_retries: int = 2  # re-asks after an answer whose edits do not apply
+
+
+@dataclass
+class SearchConfig:
+    """The loop: stop rules, operators, selection, noise (group `search/`)."""
+
+    name: str = "default"
+    max_trials: int = 20  # trained trials (baseline repeats included), then stop
+    max_hours: Optional[float] = None  # wall-clock stop rule
+    max_generations: Optional[int] = None  # population mode: stop after this many generations
+    noise_repeats: int = 3  # trainings of the seed (different seeds) measuring the noise floor
+    noise_k: float = 2.0  # an improvement must exceed noise_k standard deviations of the seed
+    queue_size: int = 2  # candidates waiting ahead of the workers (the LLM works meanwhile)
+    rates: Dict[str, float] = field(default_factory=lambda: {"mutation": 0.6, "crossover": 0.15, "merge": 0.1, "tune": 0.15})
+    tournament_size: int = 2
+    failures_in_prompt: int = 5  # recent failed trials shown to the LLM with their causes
+    preflight: bool = True  # a few steps on the candidate before its full trial
+    preflight_steps: int = 2
+    seed: int = 0  # the search's own random choices
+    tune_ranges: Dict[str, Any] = field(default_factory=dict)  # NAME: [low, high, log?] for the tuner
+    early_stop_margin: Optional[float] = None  # stop a trial whose loss is this fraction above the best's at equal progress
+
+
+@dataclass
+class SchedulerConfig:
+    """Workers and trial bookkeeping (group `scheduler/`)."""
+
+    workers: Any = 1  # trial workers in this process, or "auto": one per visible GPU
+    stale_after_seconds: Optional[float] = None  # RUNNING trials older than this are re-queued (None: hard timeout x 2)
+
+
+@dataclass
+class StorageConfig:
+    """Where the Optuna study lives (group `storage/`)."""
+
+    url: Optional[str] = None  # None: sqlite in outputs/<run>/; journal:<path>; postgresql://...
+
+
+@dataclass
+class LineageConfig:
+    """Where the variants' commits and tags go (key `lineage`)."""
+
+    repo: Optional[str] = None  # a git repository (None: the one holding this checkout)
+    remote: Optional[str] = None  # a shared git remote for several machines
 
 
 @dataclass
@@ -72,6 +135,12 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     trial: TrialConfig = field(default_factory=TrialConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    lineage: LineageConfig = field(default_factory=LineageConfig)
+    program: str = "conf/program.md"  # the research direction given to the LLM with every request
     editable: List[str] = field(default_factory=lambda: ["train/train.py", "model/gpt.py"])
     population: Optional[int] = None  # null: single-lineage autoresearch mode
 
