@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
     # The runner's one-time token arrives on stdin and is read before any variant code runs.
     token = sys.stdin.readline().strip() if not sys.stdin.isatty() else ""
     sys.stdin.close()
+    _die_with_parent()
     spec = json.loads(Path(argv[0]).read_text())
     record = run_trial(spec)
     from eval.tokenizer import write_atomic
@@ -39,6 +40,24 @@ def main(argv: list[str]) -> int:
     write_atomic(Path(spec["record_path"]), json.dumps(payload, indent=2).encode("utf-8"))
     print(record.summary(), flush=True)
     return 0
+
+
+def _die_with_parent(poll_seconds: float = 1.0) -> None:
+    """Kill this trial's process group if the process that started it dies (a killed search
+    must not leave trials training on the device while its resumed successor starts new ones)."""
+    import os
+    import signal
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def select_device(name: str):

@@ -11,6 +11,15 @@ from search.runner import run_trial_process
 pytestmark = pytest.mark.slow
 
 
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def run(smoke_setup, tmp_path, variant, timeout=None, **trial):
     conf, prepared = smoke_setup
     # The catalogue's variants have none of the seed's constants that the smoke preset sets.
@@ -79,10 +88,38 @@ def test_children_of_the_variant_die_with_it(smoke_setup, tmp_path):
     assert rec.status == "crash"
     pid = int((tmp_path / "trial" / "child.pid").read_text())
     time.sleep(0.2)
-    alive = os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-    assert not alive
+    assert not alive(pid)
 
 
 def test_preset_constant_missing_in_variant_is_named(smoke_setup, tmp_path):
     rec = run(smoke_setup, tmp_path, "ok.py", constants={"DEPTH": 3})
     assert rec.status == "crash" and "DEPTH" in rec.reason
+
+
+def test_trial_dies_when_its_parent_is_killed(smoke_setup, tmp_path):
+    """A SIGKILLed search must not leave its trial training: the trial notices and kills itself."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    conf, prepared = smoke_setup
+    t = dict(conf["trial"], budget_seconds=60.0, startup_seconds=20, constants={})
+    spec = {"variant_dir": str(make_variant(tmp_path / "variant", "ok.py")), "data": prepared.spec(),
+            "trial": t, "editable": conf["editable"]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    script = (
+        "import json, sys, pathlib; from search.runner import run_trial_process;"
+        f"spec = json.loads(pathlib.Path({str(tmp_path / 'spec.json')!r}).read_text());"
+        f"run_trial_process(spec, pathlib.Path({str(tmp_path / 'trial')!r}), on_start=lambda p: print(p.pid, flush=True))"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    time.sleep(1.0)
+    assert alive(child_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and alive(child_pid):
+        time.sleep(0.2)
+    assert not alive(child_pid)
