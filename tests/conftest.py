@@ -58,3 +58,15 @@ def make_variant(dest: Path, train_file: str) -> Path:
     shutil.copy(VARIANTS / train_file, dest / "train" / "train.py")
     shutil.copy(VARIANTS / "tiny_model.py", dest / "model" / "gpt.py")
     return dest
+
+
+# --- the scripted OpenAI-compatible server (see tests/openai_server.py)
+from openai_server import ScriptedOpenAIServer  # noqa: E402
+
+
+@pytest.fixture
+def openai_server():
+    """A scripted OpenAI-compatible server on 127.0.0.1: `push(steps)`, `base_url`, `requests`."""
+    server = ScriptedOpenAIServer()
+    yield server
+    server.close()
