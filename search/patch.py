@@ -1,0 +1,539 @@
+"""From an LLM's answer to edited files: parse SEARCH/REPLACE blocks, apply them, guard the result.
+
+Pure: standard library only, values in and values out. The answer format (the prompts in
+`search/prompts/` ask for it) is a `DESCRIPTION:` line, a rationale, then edits. An edit is
+either a SEARCH/REPLACE block under a line naming the file:
+
+    train/train.py
+    <<<<<<< SEARCH
+    <exact existing lines>
+    =======
+    <new lines>
+    >>>>>>> REPLACE
+
+or a whole new file, as a fenced block under `FILE: <path>` (or with the path in the fence's
+info string, ```` ```python train/train.py ````). Everything that fails raises `PatchError`,
+whose `feedback` is a short message to send back to the LLM so it can answer again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+from dataclasses import dataclass
+
+DESCRIPTION_MAX_CHARS = 120  # longer descriptions are cut (they go into tables and tags)
+
+_SEARCH_RE = re.compile(r"^\s*<{5,9}\s*SEARCH\b.*$")
+_DIVIDER_RE = re.compile(r"^\s*={5,9}\s*$")
+_REPLACE_RE = re.compile(r"^\s*>{5,9}\s*REPLACE\b.*$")
+_FENCE_RE = re.compile(r"^\s*(`{3,}|~{3,})\s*(.*?)\s*$")
+_PATH_RE = re.compile(r"^/?(?:[\w.\-]+/)*[\w\-][\w.\-]*\.[A-Za-z]\w*$")
+_FILE_LABEL_RE = re.compile(r"^\s*(?:#+\s*)?[*_]*\s*file\s*[*_]*\s*:\s*[*_]*\s*(.+?)\s*$",
+                            re.IGNORECASE)
+_DESCRIPTION_RE = re.compile(r"^\s*(?:#+\s*)?[*_]*\s*description\s*[*_]*\s*:\s*[*_]*\s*(.*?)\s*$",
+                             re.IGNORECASE)
+_DESCRIPTION_HEADING_RE = re.compile(r"^\s*#+\s*description\s*:?\s*$", re.IGNORECASE)
+_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+FORMAT_REMINDER = """\
+Answer in this format:
+DESCRIPTION: <the idea in one line>
+<a short rationale>
+<path of an editable file>
+<<<<<<< SEARCH
+<lines copied exactly from the current file>
+=======
+<the new lines>
+>>>>>>> REPLACE
+(one block per change; or `FILE: <path>` followed by a fenced block holding the whole new file)"""
+
+
+@dataclass
+class Edit:
+    """One SEARCH/REPLACE block (`search` set) or one whole-file replacement (`search` None)."""
+
+    path: str
+    search: str | None
+    replace: str
+
+
+@dataclass
+class ParsedAnswer:
+    """An answer split into its edits, its one-line description and the rationale before them."""
+
+    edits: list[Edit]
+    description: str
+    rationale: str
+
+
+@dataclass
+class PatchResult:
+    """The editable files after an answer was applied."""
+
+    files: dict[str, str]  # every editable file, edited or not
+    changed: list[str]  # paths whose content changed, sorted
+    description: str
+    rationale: str
+
+
+class PatchError(Exception):
+    """An answer that cannot be applied; `feedback` says why, in words meant for the LLM.
+
+    `kind` is one of "no_edit", "no_match", "ambiguous", "outside_surface", "noop", "malformed",
+    "syntax".
+    """
+
+    KINDS = ("no_edit", "no_match", "ambiguous", "outside_surface", "noop", "malformed", "syntax")
+
+    def __init__(self, kind: str, feedback: str):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown PatchError kind {kind!r}; expected one of {self.KINDS}")
+        super().__init__(feedback)
+        self.kind = kind
+        self.feedback = feedback
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def parse_answer(text: str) -> ParsedAnswer:
+    """Split an LLM answer into edits, description and rationale.
+
+    Tolerates CRLF line ends, `<think>` sections, 5-9 marker characters, the file named in
+    backticks / after `File:` / `###` / inside the fence, and blocks that omit the file line
+    after the first (they reuse the previous block's file). Without a DESCRIPTION line the first
+    line of the rationale stands in for it; one after the edits is also found.
+
+    Raises:
+        PatchError: kind "malformed" for a block without a file, a divider or an end marker, or
+            an unclosed whole-file block.
+    """
+    lines = _THINK_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
+    edits: list[Edit] = []
+    first_edit_line: int | None = None
+    last_path: str | None = None
+    after_edits = 0  # first line after the last edit
+    fence_end: int | None = None  # closing line of a fence that holds SEARCH/REPLACE blocks
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if fence_end is not None and i == fence_end:
+            fence_end = None
+            i += 1
+            continue
+        if _SEARCH_RE.match(line):
+            path, header = _path_before(lines, i)
+            path = path or last_path
+            number = len(edits) + 1
+            if path is None:
+                raise PatchError("malformed", f"SEARCH block {number} names no file: put the path "
+                                 "of an editable file on the line just before `<<<<<<< SEARCH`.")
+            edit, i = _read_block(lines, i, path, number)
+            edits.append(edit)
+            last_path, after_edits = path, i
+            first_edit_line = header if first_edit_line is None else first_edit_line
+            continue
+        fence = _FENCE_RE.match(line)
+        if fence and fence_end is None:
+            close = _fence_close(lines, i, fence.group(1))
+            body = lines[i + 1:close]
+            if any(_SEARCH_RE.match(b) for b in body):
+                fence_end = close  # step inside: its blocks are read line by line
+                i += 1
+                continue
+            whole = _whole_file(lines, i, fence.group(2), body, close)
+            if whole is not None:
+                edit, header = whole
+                edits.append(edit)
+                last_path, after_edits = edit.path, close + 1
+                first_edit_line = header if first_edit_line is None else first_edit_line
+            i = close + 1
+            continue
+        i += 1
+
+    prose_end = len(lines) if first_edit_line is None else first_edit_line
+    description, used = _find_description(lines[:prose_end])
+    if not description and edits:  # some models put it after their edits
+        description = _find_description(lines[after_edits:])[0]
+    rationale = "\n".join(l for k, l in enumerate(lines[:prose_end]) if k not in used).strip()
+    if not description:
+        description = next((l.strip() for l in rationale.split("\n") if l.strip()), "")
+    return ParsedAnswer(edits=edits, description=_clip(description), rationale=rationale)
+
+
+def _clean_path(raw: str) -> str | None:
+    """The path a header line names, or None when the line is not just a path."""
+    s = raw.strip()
+    label = _FILE_LABEL_RE.match(s)
+    if label:
+        s = label.group(1)
+    s = s.lstrip("#").strip().strip("*_").strip().strip("`'\"").strip().rstrip(":").strip()
+    s = s.strip("`").replace("\\", "/")
+    return s if _PATH_RE.match(s) else None
+
+
+def _path_from_info(info: str) -> str | None:
+    """A path named in a fence's info string (```python train/train.py)."""
+    for token in re.split(r"[\s:=]+", info):
+        path = _clean_path(token)
+        if path:
+            return path
+    return None
+
+
+def _path_before(lines: list[str], i: int) -> tuple[str | None, int]:
+    """The file named just above a SEARCH marker at line i, and the first line of that header."""
+    k = i - 1
+    while k >= 0:
+        s = lines[k].strip()
+        if not s:
+            k -= 1
+            continue
+        fence = _FENCE_RE.match(s)
+        if fence:
+            path = _path_from_info(fence.group(2))
+            if path:
+                return path, k
+            k -= 1
+            continue
+        path = _clean_path(s)
+        return (path, k) if path else (None, k + 1)
+    return None, 0
+
+
+def _read_block(lines: list[str], i: int, path: str, number: int) -> tuple[Edit, int]:
+    """Read the SEARCH/REPLACE block whose marker is line i; return it and the line after it."""
+    j = i + 1
+    while j < len(lines) and not _DIVIDER_RE.match(lines[j]):
+        if _REPLACE_RE.match(lines[j]) or _SEARCH_RE.match(lines[j]):
+            break
+        j += 1
+    if j >= len(lines) or not _DIVIDER_RE.match(lines[j]):
+        raise PatchError("malformed", f"SEARCH block {number} ({path}) has no `=======` line "
+                         "between its SEARCH and REPLACE parts.")
+    k = j + 1
+    while k < len(lines) and not _REPLACE_RE.match(lines[k]):
+        if _SEARCH_RE.match(lines[k]):
+            break
+        k += 1
+    if k >= len(lines) or not _REPLACE_RE.match(lines[k]):
+        raise PatchError("malformed", f"SEARCH block {number} ({path}) has no `>>>>>>> REPLACE` "
+                         "line closing it (was the answer cut off?).")
+    return Edit(path=path, search="\n".join(lines[i + 1:j]),
+                replace="\n".join(lines[j + 1:k])), k + 1
+
+
+def _fence_close(lines: list[str], i: int, marker: str) -> int:
+    """Index of the line closing the fence opened at line i (len(lines) if it never closes)."""
+    char, count = marker[0], len(marker)
+    for k in range(i + 1, len(lines)):
+        s = lines[k].strip()
+        if len(s) >= count and s == char * len(s):
+            return k
+    return len(lines)
+
+
+def _whole_file(lines: list[str], i: int, info: str, body: list[str],
+                close: int) -> tuple[Edit, int] | None:
+    """A whole-file edit if the fence at line i is introduced as one, else None."""
+    path, header = _path_from_info(info), i
+    if path is None:
+        k = i - 1
+        while k >= 0 and not lines[k].strip():
+            k -= 1
+        if k >= 0 and _FILE_LABEL_RE.match(lines[k]):
+            path, header = _clean_path(lines[k]), k
+    if path is None and body and _FILE_LABEL_RE.match(body[0]):
+        path, body = _clean_path(body[0]), body[1:]
+    if path is None:
+        return None
+    if close >= len(lines):
+        raise PatchError("malformed", f"The FILE block for {path} is never closed with ``` "
+                         "(was the answer cut off?); send the complete file.")
+    return Edit(path=path, search=None, replace="\n".join(body) + "\n"), header
+
+
+def _find_description(prose: list[str]) -> tuple[str, set[int]]:
+    """The description and the indices of the lines that carry it."""
+    for k, line in enumerate(prose):
+        m = _DESCRIPTION_RE.match(line)
+        heading = _DESCRIPTION_HEADING_RE.match(line)
+        if not m and not heading:
+            continue
+        value = m.group(1).strip("*_` ") if m else ""
+        if value:
+            return value, {k}
+        for j in range(k + 1, len(prose)):  # "DESCRIPTION:" or "## Description" on its own line
+            if prose[j].strip():
+                return prose[j].strip().strip("*_` "), {k, j}
+        return "", {k}
+    return "", set()
+
+
+def _clip(description: str) -> str:
+    description = " ".join(description.split())
+    if len(description) <= DESCRIPTION_MAX_CHARS:
+        return description
+    return description[:DESCRIPTION_MAX_CHARS - 3].rstrip() + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying
+
+
+def apply_answer(files: dict[str, str], text: str, editable: list[str],
+                 check_syntax: bool = True) -> PatchResult:
+    """Apply an LLM answer to a variant's editable files.
+
+    Edits apply in order, each to the result of the previous one. A SEARCH is matched exactly
+    first, then ignoring trailing whitespace, then ignoring a uniform indentation shift (the
+    replacement is re-indented by the same shift), then ignoring blank lines. File paths are
+    normalised (`./x`, backslashes, an absolute or prefixed path or a bare file name that ends
+    in exactly one editable path) before the surface check. Files with CRLF line ends keep them.
+
+    Args:
+        files: path -> content of the variant's editable files.
+        text: the LLM's answer.
+        editable: the paths an edit may touch.
+        check_syntax: compile every changed `.py` file.
+
+    Returns:
+        The new files (all of them), the changed paths, description and rationale.
+
+    Raises:
+        PatchError: with `kind` and `feedback` (see the class) when the answer cannot be used.
+    """
+    parsed = parse_answer(text)
+    if not parsed.edits:
+        raise PatchError("no_edit", "Your answer contains no edit: no SEARCH/REPLACE block and "
+                         "no FILE block.\n" + FORMAT_REMINDER)
+    edits = [Edit(_on_surface(e.path, editable, n), e.search, e.replace)
+             for n, e in enumerate(parsed.edits, 1)]
+
+    crlf = {p for p, c in files.items() if "\r\n" in c}
+    original = {p: c.replace("\r\n", "\n") for p, c in files.items()}
+    current = dict(original)
+    for number, edit in enumerate(edits, 1):
+        current[edit.path] = _apply_edit(current, original, edit, number)
+
+    changed = sorted(p for p in current if current[p] != original.get(p))
+    if not changed:
+        raise PatchError("noop", "Your edits leave every file exactly as it was (each REPLACE "
+                         "equals its SEARCH). Make a real change.")
+    if check_syntax:
+        for path in changed:
+            if path.endswith(".py"):
+                _check_syntax(path, current[path])
+    out = {p: (c.replace("\n", "\r\n") if p in crlf else c) for p, c in current.items()}
+    return PatchResult(files=out, changed=changed, description=parsed.description,
+                       rationale=parsed.rationale)
+
+
+def _on_surface(path: str, editable: list[str], number: int) -> str:
+    """The editable path an edit names, or PatchError("outside_surface")."""
+    norm = posixpath.normpath(path.replace("\\", "/"))
+    if norm in editable:
+        return norm
+    suffix = [e for e in editable if norm.endswith("/" + e) or e.endswith("/" + norm)]
+    if len(suffix) == 1 and not norm.startswith(".."):
+        return suffix[0]
+    raise PatchError("outside_surface", f"Edit {number} changes `{path}`, which is not an "
+                     f"editable file. You may change only: {', '.join(editable)}. Answer again "
+                     "with edits to those files alone.")
+
+
+def _apply_edit(current: dict[str, str], original: dict[str, str], edit: Edit,
+                number: int) -> str:
+    """The new content of `edit.path` after this edit."""
+    if edit.search is None:
+        return edit.replace
+    content = current.get(edit.path)
+    if not edit.search.strip():
+        if content is None:
+            return edit.replace + "\n" if edit.replace else ""
+        raise PatchError("malformed", f"SEARCH block {number} for {edit.path} has an empty "
+                         "SEARCH part. Copy the lines to change into it; to replace the whole "
+                         "file use a FILE block instead.")
+    if content is None:
+        raise PatchError("no_match", f"SEARCH block {number} names {edit.path}, which does not "
+                         f"exist. The editable files are: {', '.join(sorted(current))}.")
+
+    file_lines = content.split("\n")
+    trailing = file_lines[-1] == ""
+    if trailing:
+        file_lines.pop()
+    search = edit.search.split("\n")
+    replace = edit.replace.split("\n") if edit.replace else []
+
+    for strategy in (_match_exact, _match_rstrip, _match_indent, _match_blankless):
+        matches = strategy(file_lines, search)
+        if len(matches) > 1:
+            starts = ", ".join(str(m[0] + 1) for m in matches[:8])
+            raise PatchError("ambiguous", f"SEARCH block {number} for {edit.path} matches "
+                             f"{len(matches)} places (starting at lines {starts}). Include more "
+                             "surrounding lines so it matches exactly one.")
+        if matches:
+            start, end, shift = matches[0]
+            new = file_lines[:start] + [_shift(l, shift) for l in replace] + file_lines[end:]
+            return "\n".join(new) + ("\n" if trailing else "")
+    raise PatchError("no_match", _no_match_feedback(current, original, edit, number))
+
+
+# A match is (first line, line after the last, indentation shift); the shift is "" or
+# ("+", prefix) to add or ("-", prefix) to remove from each replacement line.
+
+
+def _match_exact(lines: list[str], search: list[str]) -> list[tuple]:
+    n = len(search)
+    return [(i, i + n, None) for i in range(len(lines) - n + 1) if lines[i:i + n] == search]
+
+
+def _match_rstrip(lines: list[str], search: list[str]) -> list[tuple]:
+    n, want = len(search), [s.rstrip() for s in search]
+    stripped = [l.rstrip() for l in lines]
+    return [(i, i + n, None) for i in range(len(lines) - n + 1) if stripped[i:i + n] == want]
+
+
+def _match_indent(lines: list[str], search: list[str]) -> list[tuple]:
+    n = len(search)
+    found = []
+    for i in range(len(lines) - n + 1):
+        shift = _uniform_shift(lines[i:i + n], search)
+        if shift is not False:
+            found.append((i, i + n, shift))
+    return found
+
+
+def _match_blankless(lines: list[str], search: list[str]) -> list[tuple]:
+    """Match the non-blank search lines against the non-blank file lines."""
+    want = [s for s in search if s.strip()]
+    index = [k for k, l in enumerate(lines) if l.strip()]
+    dense = [lines[k] for k in index]
+    n = len(want)
+    found = []
+    for j in range(len(dense) - n + 1):
+        shift = _uniform_shift(dense[j:j + n], want)
+        if shift is not False:
+            found.append((index[j], index[j + n - 1] + 1, shift))
+    return found
+
+
+def _uniform_shift(window: list[str], search: list[str]):
+    """The indentation shift turning `search` into `window`, or False if there is none."""
+    shift = None
+    for have, want in zip(window, search):
+        if not have.strip() and not want.strip():
+            continue
+        if have.strip() != want.strip():
+            return False
+        have_ws = have[:len(have) - len(have.lstrip())]
+        want_ws = want[:len(want) - len(want.lstrip())]
+        if have_ws.startswith(want_ws):
+            this = ("+", have_ws[len(want_ws):])
+        elif want_ws.startswith(have_ws):
+            this = ("-", want_ws[len(have_ws):])
+        else:
+            return False
+        if this[1] == "":
+            this = ("+", "")
+        if shift is None:
+            shift = this
+        elif shift != this:
+            return False
+    return shift
+
+
+def _shift(line: str, shift) -> str:
+    """Re-indent one replacement line by a match's shift."""
+    if not shift or not shift[1] or not line.strip():
+        return line
+    sign, prefix = shift
+    if sign == "+":
+        return prefix + line
+    if line.startswith(prefix):
+        return line[len(prefix):]
+    return line.lstrip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Feedback
+
+
+def _no_match_feedback(current: dict[str, str], original: dict[str, str], edit: Edit,
+                       number: int) -> str:
+    """Quote the SEARCH that matched nothing and the closest lines of the file."""
+    search = edit.search.split("\n")
+    parts = [f"SEARCH block {number} for {edit.path} matches nothing in the file (even ignoring "
+             "whitespace, indentation and blank lines). Your SEARCH was:",
+             _quote(search, None)]
+    elsewhere = [p for p, c in current.items()
+                 if p != edit.path and _matches_somewhere(c, search)]
+    if elsewhere:
+        parts.append(f"These lines are in {', '.join(elsewhere)}, not in {edit.path}.")
+    elif (original.get(edit.path) != current[edit.path]
+          and _matches_somewhere(original[edit.path], search)):
+        parts.append("These lines were in the file, but an earlier edit in your answer already "
+                     "changed them; edits apply in order, so write this block against the result "
+                     "of the earlier ones (or merge the two blocks).")
+    lines = current[edit.path].split("\n")
+    start, end = _closest_region(lines, search)
+    if end > start:
+        start, end = max(0, start - 3), min(len(lines), end + 3)  # a little context around it
+        while end > start and not lines[end - 1].strip():
+            end -= 1
+        parts.append(f"The most similar lines of {edit.path} (lines {start + 1}-{end}) are:")
+        parts.append(_quote(lines[start:end], start))
+    parts.append("Copy the SEARCH lines exactly from the current file and send your whole answer "
+                 "again, every block included (nothing has been applied).")
+    return "\n".join(parts)
+
+
+def _matches_somewhere(content: str, search: list[str]) -> bool:
+    lines = content.split("\n")
+    return any(strategy(lines, search) for strategy in
+               (_match_exact, _match_rstrip, _match_indent, _match_blankless))
+
+
+def _closest_region(lines: list[str], search: list[str]) -> tuple[int, int]:
+    """The window of the file (as many lines as the search) most similar to it (difflib)."""
+    n = min(len(search), len(lines))
+    if n == 0:
+        return 0, 0
+    target = "\n".join(s.strip() for s in search)
+    stripped = [l.strip() for l in lines]
+    scored = []
+    for i in range(len(lines) - n + 1):
+        matcher = difflib.SequenceMatcher(None, target, "\n".join(stripped[i:i + n]),
+                                          autojunk=False)
+        scored.append((matcher.quick_ratio(), i, matcher))
+    scored.sort(key=lambda t: -t[0])
+    best = max(scored[:12], key=lambda t: (t[2].ratio(), -t[1]))
+    return best[1], best[1] + n
+
+
+def _quote(lines: list[str], first: int | None, limit: int = 30) -> str:
+    """A fenced quote of some lines, numbered from first + 1 when first is given."""
+    shown = lines[:limit]
+    if first is not None:
+        shown = [f"{first + k + 1:4d}| {l}" for k, l in enumerate(shown)]
+    if len(lines) > limit:
+        shown.append(f"... ({len(lines) - limit} more lines)")
+    return "```\n" + "\n".join(shown) + "\n```"
+
+
+def _check_syntax(path: str, content: str) -> None:
+    try:
+        compile(content, path, "exec")
+    except SyntaxError as exc:
+        lineno = exc.lineno or 0
+        lines = content.split("\n")
+        code = lines[lineno - 1].rstrip() if 0 < lineno <= len(lines) else ""
+        where = f" at line {lineno}: `{code.strip()}`" if code.strip() else f" at line {lineno}"
+        raise PatchError("syntax", f"After your edits {path} does not compile: {exc.msg}{where}. "
+                         "Fix it and send your whole answer again (nothing has been applied).") \
+            from None
+    except ValueError as exc:  # e.g. null bytes
+        raise PatchError("syntax", f"After your edits {path} does not compile: {exc}.") from None
