@@ -330,6 +330,22 @@ class Scheduler:
             requeued.append(frozen.number)
         return requeued
 
+    def record_refused(self, attrs: dict[str, Any], reason: str) -> int:
+        """Record a candidate that will not be trained (a guard or the operator refused it) as a
+        finished FAIL trial with status `rejected`, without touching the queue.
+
+        Returns:
+            The new trial's number.
+        """
+        _check_reserved("refused candidate attributes", attrs)
+        stored = {**{k: _finite(v) for k, v in attrs.items()}, "status": "rejected", "finished_at": self._clock(),
+                  "reason": reason if len(reason) <= REASON_MAX_CHARS else "..." + reason[-(REASON_MAX_CHARS - 3):]}
+        for key, value in stored.items():
+            _check_json("refused candidate attribute", key, value)
+        trial = optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=stored)
+        self.study.add_trial(trial)
+        return max(t.number for t in self.study.get_trials(deepcopy=False))
+
     # --- record
 
     def trials(self) -> list[dict[str, Any]]:
@@ -392,3 +408,45 @@ def _row(frozen: FrozenTrial) -> dict[str, Any]:
     }
     row.update((k, v) for k, v in frozen.user_attrs.items() if k != _CANDIDATE_KEYS)
     return row
+
+
+class Tuner:
+    """Optuna's TPE sampler over the numeric constants of training scripts (the `tune` operator).
+
+    A single-objective study `<run>-tune` in the run's storage: each suggestion is an asked trial,
+    told the val_bpb of the child it became (or FAIL), so later suggestions learn from earlier ones
+    and a resumed run goes on from the same history.
+    """
+
+    def __init__(self, scheduler: Scheduler, seed: int = 0) -> None:
+        self.study = optuna.create_study(
+            storage=scheduler._storage, study_name=f"{scheduler.study_name}-tune", direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
+
+    def suggest(self, ranges: dict[str, Any]) -> tuple[int, dict[str, float]]:
+        """Values for the named constants: `ranges` maps NAME -> [low, high] or [low, high, log].
+
+        Raises:
+            ValueError: naming a range that is not [low < high] (with low > 0 when log).
+        """
+        parsed = {}
+        for name, spec in sorted(ranges.items()):
+            if not isinstance(spec, (list, tuple)) or len(spec) not in (2, 3):
+                raise ValueError(f"search.tune_ranges.{name} must be [low, high] or [low, high, log], got {spec!r}")
+            low, high, log = float(spec[0]), float(spec[1]), bool(spec[2]) if len(spec) == 3 else False
+            if not low < high or (log and low <= 0):
+                raise ValueError(f"search.tune_ranges.{name} = {spec!r} needs low < high (and low > 0 for log)")
+            parsed[name] = (low, high, log)
+        trial = self.study.ask()
+        values = {name: trial.suggest_float(name, low, high, log=log) for name, (low, high, log) in parsed.items()}
+        return trial.number, values
+
+    def report(self, number: int, val_bpb: float | None) -> None:
+        """Tell the tuning study how the suggestion scored (None: it failed or was refused)."""
+        try:
+            if val_bpb is not None and math.isfinite(val_bpb):
+                self.study.tell(number, val_bpb)
+            else:
+                self.study.tell(number, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError):
+            pass  # told already (a resumed run reporting again)

@@ -344,3 +344,38 @@ def test_worker_processes_never_take_a_trial_twice(tmp_path, url):
     taken = [out.get(timeout=5) for _ in procs]
     assert sorted(n for numbers in taken for n in numbers) == list(range(n))
     assert [r["state"] for r in producer.trials()] == ["COMPLETE"] * n
+
+
+def test_record_refused_is_a_finished_rejected_trial_outside_the_queue(tmp_path):
+    from search.scheduler import Scheduler
+
+    s = Scheduler(None, tmp_path, "refused")
+    s.enqueue({"commit": "c", "parents": [], "operator": "seed", "description": "seed", "content_hash": "h",
+               "variant": "v0000"})
+    number = s.record_refused({"operator": "mutation", "description": "bad", "content_hash": "h2"},
+                              "outside_surface: eval/metric.py")
+    rows = {t["number"]: t for t in s.trials()}
+    assert rows[number]["status"] == "rejected" and rows[number]["state"] == "FAIL"
+    assert "eval/metric.py" in rows[number]["reason"]
+    assert [w["variant"] for w in s.waiting()] == ["v0000"]  # the queue is as it was
+    assert "h2" in s.done_hashes()
+
+
+def test_tuner_suggests_within_ranges_and_learns_from_reports(tmp_path):
+    from search.scheduler import Scheduler, Tuner
+
+    s = Scheduler(None, tmp_path, "tune")
+    tuner = Tuner(s, seed=1)
+    seen = []
+    for _ in range(6):
+        number, values = tuner.suggest({"LR": [0.001, 0.1, True], "WD": [0.0, 0.3]})
+        assert 0.001 <= values["LR"] <= 0.1 and 0.0 <= values["WD"] <= 0.3
+        tuner.report(number, abs(values["LR"] - 0.01))
+        seen.append(number)
+    tuner.report(seen[0], 1.0)  # a second report is ignored
+    assert len(tuner.study.trials) == 6 and all(t.state.name == "COMPLETE" for t in tuner.study.trials)
+    import pytest
+
+    with pytest.raises(ValueError, match="LR"):
+        tuner.suggest({"LR": [0.1, 0.01]})
+    assert len(Tuner(s).study.trials) == 6  # the same study on resume; bad ranges asked for nothing
