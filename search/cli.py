@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from eval.download import DataError
@@ -30,6 +31,8 @@ CONF_DIR = str(PROJECT_ROOT / "conf")
 USAGE = """usage: python -m search <command> [overrides] [--help] [--cfg job]
 
 commands:
+  run     the search: `+population=8` for a population of 8 variants, none for the single-lineage
+          loop (keep a change only if it beats the best beyond noise). The same run.name resumes.
   trial   train one variant (the seed, or trial.variant=<dir or commit>) for a fixed budget,
           print its summary and write its record under outputs/<run.name>/trial/
 
@@ -85,7 +88,39 @@ def _user_error(exc: Exception) -> None:
     _exit_codes.append(2)
 
 
-COMMANDS: dict[str, Callable[[], Any]] = {"trial": _trial_main}
+def run_command(cfg: DictConfig, run_dir: Path, llm=None) -> "RunSummary":  # noqa: F821
+    """Run (or resume) the search described by the config; returns its summary."""
+    from search.loop import SearchRun
+
+    conf = resolved(cfg)
+    population = conf.get("population")
+    if population is not None and (not isinstance(population, int) or population < 1):
+        raise ValueError(f"population must be a positive integer (or null for the single lineage), got {population!r}")
+    search = SearchRun(conf, run_dir, llm=llm)
+    try:
+        return search.run()
+    finally:
+        search.close()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _run_main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN:  # each combination of a sweep is its own run, study and lineage
+        cfg.run.name = run_dir.name
+    try:
+        run_command(cfg, run_dir)
+    except USER_ERRORS as exc:
+        _user_error(exc)
+        return
+    except KeyboardInterrupt:
+        _exit_codes.append(130)
+        return
+    _exit_codes.append(0)
+
+
+COMMANDS: dict[str, Callable[[], Any]] = {"run": _run_main, "trial": _trial_main}
 
 
 def default_preset_overrides(overrides: list[str]) -> list[str]:

@@ -1,0 +1,585 @@
+"""The search loop: a producer makes candidates while workers train them.
+
+    python -m search run [+population=8] [overrides]
+
+One producer thread selects parents, applies an operator, guards the child, commits it in the
+lineage and enqueues it in the study; one or more workers take queued trials, train them through
+the runner (preflight first), report them to the study, tag the commit with its figures and
+rewrite results.tsv. The study and the lineage are the record: a run started again with the same
+`run.name` re-queues the trial that was running, repairs missing tags and carries on.
+
+Without a population the loop is the single-lineage search: every child comes from the current
+best, and it becomes the new best only if it beats it by more than the seed's noise floor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from eval.record import TrialRecord
+from search.guards import check_candidate, content_hash
+from search.lineage import Lineage
+from search.llm import LLMClient, OpenAIClient, SpendCapReached, llm_available
+from search.operators import OPERATORS, OperatorContext, OperatorFailed, Parent, Proposal
+from search.population import Member, NoiseFloor, improves, noise_floor, select_parents, select_survivors
+from search.runner import run_trial_process
+from search.scheduler import Scheduler, Tuner
+from search.summary import Progress, RunSummary, count_by, eta_seconds, results_tsv
+
+SEED = "v0000"
+MAX_CONSECUTIVE_REFUSALS = 25  # the producer gives up after this many refused candidates in a row
+FIGURES = ("val_bpb", "test_bpb", "uniform_bpb", "peak_mem_mb", "training_seconds", "total_seconds", "num_steps",
+           "num_params_M", "tokens_M", "tokens_per_second", "mfu_percent")
+
+
+def variant_name(number: int) -> str:
+    return f"v{number:04d}"
+
+
+def variant_number(name: str) -> int:
+    return int(name.lstrip("v"))
+
+
+class SearchRun:
+    """One search run: its directory, study, lineage, LLM and threads.
+
+    Args:
+        conf: the resolved configuration (plain containers).
+        run_dir: outputs/<run.name>/.
+        llm: an LLM client to use instead of the configured one (tests, benchmarks).
+        out: where progress lines and the summary go.
+    """
+
+    def __init__(self, conf: dict[str, Any], run_dir: Path, *, llm: LLMClient | None = None, out: TextIO = sys.stdout):
+        self.conf = conf
+        self.run_dir = Path(run_dir)
+        self.name = conf["run"]["name"]
+        self.editable = list(conf["editable"])
+        self.s = conf["search"]
+        self.population = conf.get("population")
+        self.out = out
+        self.rng = random.Random(self.s["seed"])
+        self.stop = threading.Event()
+        self.cond = threading.Condition()
+        self.sched_lock = threading.RLock()
+        self.lineage_lock = threading.RLock()
+        self.running: dict[str, str] = {}  # worker -> variant
+        self.refusals_in_a_row = 0
+        self.production_closed = False
+        self.started = time.time()
+        self.llm: LLMClient | None = llm
+        self._llm_note = "an injected client" if llm is not None else ""
+
+    # ------------------------------------------------------------------ set-up
+
+    def setup(self) -> None:
+        from eval.prepare import prepare_data
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(self.conf, indent=2, default=str))
+        trial = self.conf["trial"]
+        self.prepared = prepare_data(self.conf["data"], trial["vocab_size"], log=self.say)
+        repo = self.conf["lineage"]["repo"] or str(Path(__file__).resolve().parents[1])
+        self.lineage = Lineage(Path(repo), self.name, self.editable, self.conf["lineage"].get("remote"))
+        self.scheduler = Scheduler(self.conf["storage"]["url"], self.run_dir, self.name)
+        self.tuner = Tuner(self.scheduler, seed=self.s["seed"])
+        self.program = _read_program(self.conf["program"])
+        attrs = self.scheduler.run_attrs()
+        if "base_commit" not in attrs:
+            self.scheduler.set_run_attr("base_commit", self.lineage.base_commit())
+            self.scheduler.set_run_attr("population", self.population)
+            self.scheduler.set_run_attr("started_at", self.started)
+        self.base_commit = self.scheduler.run_attrs()["base_commit"]
+        self._setup_llm(attrs.get("llm_usage"))
+        resumed = self.scheduler.trials()
+        if resumed:
+            requeued = self.scheduler.requeue_stale(lambda row: True)
+            self.say(f"[search] resuming run {self.name}: {len(resumed)} trials in the study"
+                     + (f", re-queued interrupted trial(s) {requeued}" if requeued else ""))
+            self._repair_tags()
+        self._enqueue_baseline()
+        self.say(f"[search] run {self.name}: {'population ' + str(self.population) if self.population else 'single lineage'}"
+                 f", budget {trial['budget_seconds']:.0f}s per trial ({trial['name']}), max {self.s['max_trials']} trials, "
+                 f"study {self.scheduler.url}, tags search/{self.name}/v*")
+
+    def _setup_llm(self, usage: dict | None) -> None:
+        if self.llm is None:
+            cfg = self.conf["llm"]
+            ok, why = llm_available(cfg["base_url"], cfg["api_key_env"])
+            if cfg.get("name") == "none" or not ok:
+                self.say(f"[search] no LLM: {why if cfg.get('name') != 'none' else 'llm=none'}; using the operators "
+                         "that need none (git merge of lineages, Optuna-tuned constants)")
+                return
+            self.llm = OpenAIClient(
+                model=cfg["model"], base_url=cfg["base_url"], api_key_env=cfg["api_key_env"],
+                temperature=cfg["temperature"], max_tokens=cfg["max_tokens"], timeout=cfg["timeout"],
+                max_retries=cfg["max_retries"], price_prompt_per_million=cfg["price_prompt_per_million"],
+                price_completion_per_million=cfg["price_completion_per_million"], spend_cap=cfg["spend_cap"],
+                log_dir=self.run_dir / "llm")
+            self._llm_note = f"{cfg['model']} at {cfg['base_url'] or 'the default OpenAI endpoint'}"
+        if usage and hasattr(self.llm, "restore"):
+            self.llm.restore(usage)
+        self.say(f"[search] LLM: {self._llm_note}")
+
+    def _enqueue_baseline(self) -> None:
+        """The seed, trained search.noise_repeats times with different seeds (the noise floor)."""
+        if any(t.get("operator") == "seed" for t in self.scheduler.trials()):
+            return
+        files = self.lineage.read_files(self.base_commit)
+        digest = content_hash(files, self.editable)
+        for k in range(max(1, self.s["noise_repeats"])):
+            self.scheduler.enqueue({
+                "variant": SEED, "commit": self.base_commit, "parents": [], "parent_names": [], "operator": "seed",
+                "description": "seed" if k == 0 else f"seed, repeat {k} (noise floor)", "content_hash": digest,
+                "trial_seed": self.conf["trial"]["seed"] + k, "repeat": k, "generation": 0,
+            })
+
+    def _repair_tags(self) -> None:
+        """After a crash: every finished trial's variant gets its tag (figures) if it lacks one."""
+        tags = self.lineage.tags()
+        for name, info in self._variants().items():
+            number = variant_number(name)
+            if info["status"] is not None and number not in tags:
+                self._tag(name, info)
+
+    # ------------------------------------------------------------------ state
+
+    def _variants(self) -> dict[str, dict[str, Any]]:
+        """Evaluated and queued variants by name, from the study (the seed's repeats averaged)."""
+        out: dict[str, dict[str, Any]] = {}
+        for t in self.scheduler.trials():
+            name = t.get("variant")
+            if not name or t.get("status") == "requeued":
+                continue
+            v = out.setdefault(name, {"name": name, "commit": t["commit"], "parents": t.get("parent_names", []),
+                                      "parent_commits": t.get("parents", []), "operator": t["operator"],
+                                      "description": t["description"], "generation": t.get("generation", 0),
+                                      "status": None, "runs": [], "kept": t.get("kept"), "reason": ""})
+            if t.get("status"):
+                v["runs"].append(t)
+        for v in out.values():
+            ok = [r for r in v["runs"] if r.get("status") == "ok"]
+            if ok:
+                v["status"] = "ok"
+                for key in FIGURES:
+                    vals = [r[key] for r in ok if r.get(key) is not None]
+                    v[key] = sum(vals) / len(vals) if vals else None
+            elif v["runs"]:
+                v["status"] = v["runs"][-1].get("status")
+                v["reason"] = v["runs"][-1].get("reason", "")
+            kept = [r.get("kept") for r in v["runs"] if r.get("kept") is not None]
+            v["kept"] = kept[-1] if kept else (True if name == SEED and ok else None)
+        return out
+
+    def _noise(self, variants: dict[str, dict[str, Any]]) -> NoiseFloor | None:
+        seed = variants.get(SEED)
+        if not seed:
+            return None
+        vals = [r["val_bpb"] for r in seed["runs"] if r.get("status") == "ok" and r.get("val_bpb") is not None]
+        return noise_floor(vals, self.s["noise_k"]) if vals else None
+
+    def _members(self, variants: dict[str, dict[str, Any]]) -> list[Member]:
+        return [Member(v["name"], v.get("val_bpb"), v.get("peak_mem_mb"), v["status"] == "ok", v["generation"])
+                for v in variants.values() if v["status"] is not None]
+
+    def _front(self, variants: dict[str, dict[str, Any]]) -> list[str]:
+        from search.pareto import pareto_front
+
+        ok = [v for v in variants.values() if v["status"] == "ok"]
+        return [ok[i]["name"] for i in pareto_front([(v["val_bpb"], v["peak_mem_mb"]) for v in ok])]
+
+    def _best(self, variants: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """Single lineage: the best kept variant. Population: the lowest val_bpb."""
+        pool = [v for v in variants.values() if v["status"] == "ok" and (self.population or v.get("kept"))]
+        return min(pool, key=lambda v: v["val_bpb"]) if pool else None
+
+    def _parent(self, variants: dict[str, dict[str, Any]], name: str) -> Parent:
+        v = variants[name]
+        with self.lineage_lock:
+            files = self.lineage.read_files(v["commit"])
+        history, cursor = [], v
+        while cursor and cursor["parents"]:
+            history.append(f"{cursor['name']}: {cursor['description']} (val_bpb {_fmt(cursor.get('val_bpb'))})")
+            cursor = variants.get(cursor["parents"][0])
+        return Parent(name, v["commit"], files, v["description"], v.get("val_bpb"), v.get("peak_mem_mb"),
+                      v["status"] or "queued", list(reversed(history)))
+
+    # ------------------------------------------------------------------ producer
+
+    def _production_done(self) -> bool:
+        trials = [t for t in self.scheduler.trials() if t.get("status") != "requeued"]
+        counted = [t for t in trials if t.get("variant") and (t.get("status") != "rejected" or t.get("trained"))]
+        if len(counted) >= self.s["max_trials"]:
+            return True
+        if self.s.get("max_hours") and time.time() - self.started > 3600 * self.s["max_hours"]:
+            return True
+        return self.production_closed
+
+    def produce(self) -> None:
+        """The producer thread: keep search.queue_size candidates waiting until production is done."""
+        while not self.stop.is_set():
+            with self.sched_lock:
+                done = self._production_done()
+                waiting = len(self.scheduler.waiting())
+            if done:
+                return
+            if waiting >= self.s["queue_size"]:
+                with self.cond:
+                    self.cond.wait(0.5)
+                continue
+            try:
+                self.produce_one()
+            except Exception as exc:  # a bug or an unreachable store must not kill the run silently
+                self.say(f"[search] producer error: {type(exc).__name__}: {exc}")
+                self.production_closed = True
+                self.stop_if_idle()
+                return
+
+    def produce_one(self) -> str | None:
+        """Make, guard, commit and enqueue one candidate; returns its name, or None if refused."""
+        with self.sched_lock:
+            variants = self._variants()
+        op = self._choose_operator(variants)
+        if op is None:
+            self.say("[search] no operator can make a child (no LLM, nothing to merge or tune): stopping production")
+            self.production_closed = True
+            return None
+        parents = [self._parent(variants, n) for n in self._choose_parents(variants, op.arity)]
+        generation = 1 + max((variants[p.name]["generation"] for p in parents), default=0)
+        if self.s.get("max_generations") and generation > self.s["max_generations"]:
+            self.production_closed = True
+            return None
+        ctx = self._operator_context(variants)
+        try:
+            proposal = op.propose(parents, ctx)
+        except OperatorFailed as exc:
+            return self._refuse(op.name, parents, exc.kind, exc.reason)
+        except SpendCapReached as exc:
+            self.say(f"[search] LLM spending cap reached ({exc}); continuing with the operators that need none")
+            self.llm = None
+            return self._refuse(op.name, parents, "spend_cap", str(exc))
+        finally:
+            self._save_llm_usage()
+        with self.sched_lock:
+            known = {t["content_hash"]: t.get("variant") or "a refused candidate" for t in self.scheduler.trials()
+                     if t.get("content_hash") and t.get("status") != "requeued"}
+        failure = check_candidate(proposal.files, parents[0].files, self.editable, known)
+        if failure:
+            return self._refuse(op.name, parents, failure.kind, failure.reason, proposal)
+        return self._commit_and_enqueue(proposal, generation)
+
+    def _choose_operator(self, variants: dict[str, dict[str, Any]]):
+        evaluated = [v for v in variants.values() if v["status"] == "ok"]
+        rates = dict(self.s["rates"])
+        usable = {}
+        for name, rate in rates.items():
+            op = OPERATORS.get(name)
+            if op is None:
+                raise ValueError(f"search.rates names an unknown operator {name!r}; known: {', '.join(OPERATORS)}")
+            if rate <= 0 or (op.needs_llm and self.llm is None):
+                continue
+            if op.arity == 2 and (not self.population or len(evaluated) < 2):
+                continue
+            if name == "merge" and self.llm is None and len(evaluated) < 2:
+                continue
+            if name == "tune" and not self.s["tune_ranges"]:
+                continue
+            usable[name] = rate
+        if not usable:
+            return None
+        names = sorted(usable)
+        return OPERATORS[self.rng.choices(names, weights=[usable[n] for n in names])[0]]
+
+    def _choose_parents(self, variants: dict[str, dict[str, Any]], arity: int) -> list[str]:
+        if not self.population:
+            best = self._best(variants)
+            return [best["name"] if best else SEED]
+        members = [m for m in self._members(variants) if m.ok]
+        if not members:
+            return [SEED] * arity
+        survivors = select_survivors(members, self.population)
+        return [m.name for m in select_parents(survivors, self.rng, arity, k=self.s["tournament_size"])]
+
+    def _operator_context(self, variants: dict[str, dict[str, Any]]) -> OperatorContext:
+        front = [self._parent(variants, n) for n in self._front(variants)][:8]
+        failures = [(v["description"], v["reason"]) for v in variants.values()
+                    if v["status"] not in (None, "ok")][-self.s["failures_in_prompt"]:]
+        refusals = [(t.get("description", ""), t.get("reason", "")) for t in self.scheduler.trials()
+                    if t.get("status") == "rejected" and not t.get("variant")][-self.s["failures_in_prompt"]:]
+        return OperatorContext(
+            program=self.program, editable=self.editable, budget_seconds=self.conf["trial"]["budget_seconds"],
+            front=front, failures=(failures + refusals)[-self.s["failures_in_prompt"]:],
+            pinned=dict(self.conf["trial"].get("constants") or {}), llm=self.llm, lineage=self.lineage,
+            lineage_lock=self.lineage_lock, tuner=self.tuner, tune_ranges=dict(self.s["tune_ranges"]),
+            patch_retries=self.conf["llm"].get("patch_retries", 2))
+
+    def _refuse(self, operator: str, parents: list[Parent], kind: str, reason: str,
+                proposal: Proposal | None = None) -> None:
+        """Record a candidate that will not be trained (every bad edit is kept with its reason)."""
+        attrs = {"operator": operator, "parent_names": [p.name for p in parents],
+                 "parents": [p.commit for p in parents], "description": proposal.description if proposal else "",
+                 "refusal": kind}
+        if proposal is not None:
+            attrs["content_hash"] = content_hash(proposal.files, self.editable)
+            if "tune_trial" in proposal.extra:
+                self.tuner.report(proposal.extra["tune_trial"], None)
+        with self.sched_lock:
+            self.scheduler.record_refused(attrs, f"{kind}: {reason}")
+        self.refusals_in_a_row += 1
+        self.say(f"[search] refused a {operator} of {','.join(p.name for p in parents)}: {kind}: {_first_line(reason)}")
+        if self.refusals_in_a_row >= MAX_CONSECUTIVE_REFUSALS:
+            self.say(f"[search] {MAX_CONSECUTIVE_REFUSALS} candidates in a row were refused; stopping production")
+            self.production_closed = True
+        self._write_results()
+        return None
+
+    def _commit_and_enqueue(self, proposal: Proposal, generation: int) -> str:
+        with self.sched_lock:
+            names = [t.get("variant") for t in self.scheduler.trials() if t.get("variant")]
+            name = variant_name(1 + max((variant_number(n) for n in names), default=0))
+        message = f"{name}: {proposal.description}\n\noperator: {proposal.operator}\nparents: " + \
+                  ", ".join(p.name for p in proposal.parents)
+        with self.lineage_lock:
+            commit = self.lineage.commit_variant(proposal.files, [p.commit for p in proposal.parents], message)
+        attrs = {"variant": name, "commit": commit, "parents": [p.commit for p in proposal.parents],
+                 "parent_names": [p.name for p in proposal.parents], "operator": proposal.operator,
+                 "description": proposal.description, "rationale": proposal.rationale[:2000],
+                 "content_hash": content_hash(proposal.files, self.editable), "generation": generation,
+                 **{k: v for k, v in proposal.extra.items() if k in ("tune_trial", "conflicts")}}
+        with self.sched_lock:
+            self.scheduler.enqueue(attrs)
+        self.refusals_in_a_row = 0
+        self.say(f"[search] queued {name} ({proposal.operator} of {','.join(p.name for p in proposal.parents)}): "
+                 f"{proposal.description}")
+        with self.cond:
+            self.cond.notify_all()
+        return name
+
+    # ------------------------------------------------------------------ workers
+
+    def work(self, worker: str, env: dict[str, str] | None = None) -> None:
+        """A worker: take queued trials and train them until production is done and the queue is empty."""
+        while not self.stop.is_set():
+            with self.sched_lock:
+                taken = self.scheduler.take(worker)
+            if taken is None:
+                with self.sched_lock:
+                    finished = self._production_done() and not self.scheduler.waiting()
+                if finished and not any(w != worker for w in self.running):
+                    self.stop.set()
+                    break
+                with self.cond:
+                    self.cond.wait(0.5)
+                continue
+            self.running[worker] = taken.attrs["variant"]
+            try:
+                self.train_taken(taken, env)
+            except KeyboardInterrupt:
+                with self.sched_lock:
+                    self.scheduler.requeue_stale(lambda row: row["number"] == taken.number)
+                raise
+            finally:
+                self.running.pop(worker, None)
+            with self.cond:
+                self.cond.notify_all()
+
+    def train_taken(self, taken, env: dict[str, str] | None = None) -> TrialRecord:
+        attrs = taken.attrs
+        name = attrs["variant"]
+        trial_dir = self.run_dir / "trials" / f"{taken.number:04d}-{name}"
+        variant_dir = trial_dir / "variant"
+        with self.lineage_lock:
+            files = self.lineage.read_files(attrs["commit"])
+        for rel, text in files.items():
+            (variant_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (variant_dir / rel).write_text(text)
+        trial = dict(self.conf["trial"], seed=attrs.get("trial_seed", self.conf["trial"]["seed"]))
+        spec = {"variant_dir": str(variant_dir), "data": self.prepared.spec(), "editable": self.editable}
+        preflight_seconds = 0.0
+        record = None
+        if self.s["preflight"] and attrs["operator"] != "seed":
+            seq = trial["seq_len"]
+            pre = dict(trial, max_steps=self.s["preflight_steps"], eval_tokens=seq, test_tokens=seq, clock_skip_steps=0)
+            record = run_trial_process(dict(spec, trial=pre), trial_dir / "preflight", env=env)
+            preflight_seconds = record.total_seconds or 0.0
+            if record.status == "ok":
+                record = None
+            else:
+                record.reason = f"preflight: {record.reason}"
+        if record is None:
+            self.say(f"[search] training {name} ({attrs['operator']}): {attrs['description']}")
+            record = run_trial_process(dict(spec, trial=trial), trial_dir / "trial", env=env)
+        self._finish(taken, record, preflight_seconds)
+        return record
+
+    def _finish(self, taken, record: TrialRecord, preflight_seconds: float) -> None:
+        attrs = taken.attrs
+        extra: dict[str, Any] = {k: getattr(record, k) for k in FIGURES}
+        extra.update(reason=record.reason, trained=True, preflight_seconds=preflight_seconds,
+                     device_seconds=(record.total_seconds or 0.0) + preflight_seconds, code_hash=record.code_hash,
+                     device=record.device)
+        with self.sched_lock:
+            variants = self._variants()
+            if not self.population and attrs["operator"] != "seed":
+                best = self._best(variants)
+                noise = self._noise(variants)
+                extra["kept"] = bool(record.status == "ok" and record.val_bpb is not None and (
+                    best is None or improves(record.val_bpb, best["val_bpb"], noise.floor if noise else 0.0)))
+            values = (record.val_bpb, record.peak_mem_mb) if record.status == "ok" else None
+            self.scheduler.finish(taken, record.status, values, extra)
+            if "tune_trial" in attrs:
+                self.tuner.report(attrs["tune_trial"], record.val_bpb if record.status == "ok" else None)
+            variants = self._variants()
+            noise = self._noise(variants)
+            if noise and attrs["operator"] == "seed":
+                self.scheduler.set_run_attr("noise", {"mean": noise.mean, "std": noise.std, "n": noise.n,
+                                                      "floor": noise.floor})
+        self._tag(attrs["variant"], variants[attrs["variant"]])
+        verdict = "" if "kept" not in extra else (" -> keep" if extra["kept"] else " -> discard")
+        figure = f"val_bpb {record.val_bpb:.6f}" if record.val_bpb is not None else _first_line(record.reason)
+        self.say(f"[search] {attrs['variant']} {record.status}: {figure}{verdict}")
+        self._write_results()
+        self.say(self.progress().line())
+
+    def _tag(self, name: str, info: dict[str, Any]) -> None:
+        figures = {k: info.get(k) for k in ("val_bpb", "test_bpb", "peak_mem_mb", "training_seconds")}
+        figures.update(status=info["status"], operator=info["operator"], description=info["description"],
+                       parents=info["parents"], runs=len(info["runs"]))
+        with self.lineage_lock:
+            self.lineage.tag(info["commit"], variant_number(name), figures)
+
+    # ------------------------------------------------------------------ output
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def _save_llm_usage(self) -> None:
+        if self.llm is not None:
+            with self.sched_lock:
+                self.scheduler.set_run_attr("llm_usage", self.llm.usage.to_dict())
+
+    def _write_results(self) -> None:
+        with self.sched_lock:
+            text = results_tsv(self.scheduler.trials())
+        tmp = self.run_dir / "results.tsv.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.run_dir / "results.tsv")
+
+    def progress(self) -> Progress:
+        with self.sched_lock:
+            trials = self.scheduler.trials()
+            variants = self._variants()
+            waiting = len(self.scheduler.waiting())
+        trained = [t for t in trials if t.get("trained") and t.get("status") != "requeued"]
+        best = self._best(variants)
+        noise = self._noise(variants)
+        usage = self.llm.usage.to_dict() if self.llm is not None else (self.scheduler.run_attrs().get("llm_usage") or {})
+        device = sum(t.get("device_seconds") or 0.0 for t in trained)
+        return Progress(
+            trained=len(trained), max_trials=self.s["max_trials"], best_bpb=best["val_bpb"] if best else None,
+            best_name=best["name"] if best else "-", front_size=len(self._front(variants)), waiting=waiting,
+            running=sorted(self.running.values()), llm_calls=usage.get("calls", 0), llm_cost=usage.get("cost", 0.0),
+            elapsed=time.time() - self.started, eta=eta_seconds(len(trained), self.s["max_trials"], device, self._workers()),
+            noise_floor=noise.floor if noise else None,
+            rejected=sum(1 for t in trials if t.get("status") == "rejected" and not t.get("trained")))
+
+    def summary(self) -> RunSummary:
+        with self.sched_lock:
+            trials = [t for t in self.scheduler.trials() if t.get("status") not in (None, "requeued")]
+            variants = self._variants()
+        front = [dict(variants[n], variant=n) for n in self._front(variants)]
+        best = self._best(variants)
+        usage = self.llm.usage.to_dict() if self.llm is not None else (self.scheduler.run_attrs().get("llm_usage") or {})
+        noise = self._noise(variants)
+        return RunSummary(
+            run=self.name, best=dict(best, variant=best["name"]) if best else None,
+            front=sorted(front, key=lambda f: f["val_bpb"]), by_status=count_by(trials, "status"),
+            by_operator=count_by(trials, "operator"),
+            device_seconds=sum(t.get("device_seconds") or 0.0 for t in trials),
+            wall_seconds=time.time() - self.started,
+            noise={"floor": noise.floor, "mean": noise.mean, "std": noise.std, "n": noise.n} if noise else None,
+            llm=usage)
+
+    def _workers(self) -> int:
+        workers = self.conf["scheduler"]["workers"]
+        if workers == "auto":
+            import torch
+
+            return max(1, torch.cuda.device_count())
+        return max(1, int(workers))
+
+    def stop_if_idle(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> RunSummary:
+        """Set up, run producer and workers to the end (or Ctrl-C), print and return the summary."""
+        self.setup()
+        producer = threading.Thread(target=self.produce, name="producer", daemon=True)
+        producer.start()
+        n = self._workers()
+        interrupted = False
+        try:
+            if n == 1:
+                self.work(f"{socket.gethostname()}-{os.getpid()}-w0")
+            else:
+                threads = []
+                cores = os.cpu_count() or 1
+                for i in range(n):
+                    env = {"CUDA_VISIBLE_DEVICES": str(i)} if self.conf["scheduler"]["workers"] == "auto" else {
+                        "OMP_NUM_THREADS": str(max(1, cores // n))}
+                    th = threading.Thread(target=self.work, args=(f"{socket.gethostname()}-{os.getpid()}-w{i}", env),
+                                          name=f"worker-{i}", daemon=True)
+                    th.start()
+                    threads.append(th)
+                while any(th.is_alive() for th in threads):
+                    for th in threads:
+                        th.join(timeout=0.5)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.say("[search] interrupted: the running trial is re-queued; run the same command to resume")
+        finally:
+            self.stop.set()
+            with self.cond:
+                self.cond.notify_all()
+            producer.join(timeout=30)
+            self._save_llm_usage()
+            self._write_results()
+        summary = self.summary()
+        self.say(summary.text())
+        self.say(f"[search] results: {self.run_dir / 'results.tsv'}; study: {self.scheduler.url}")
+        if interrupted:
+            raise KeyboardInterrupt
+        return summary
+
+    def close(self) -> None:
+        if hasattr(self, "lineage"):
+            self.lineage.close()
+
+
+def _read_program(path: str) -> str:
+    """The research direction; a relative path is looked up from the working directory, then the project."""
+    p = Path(path).expanduser()
+    for candidate in (p, Path(__file__).resolve().parents[1] / p):
+        if candidate.is_file():
+            return candidate.read_text()
+    raise FileNotFoundError(f"program file {path} does not exist (set program=<path to a Markdown file>)")
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.6f}" if value is not None else "-"
+
+
+def _first_line(text: str) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0][:200] if lines else ""

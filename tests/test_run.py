@@ -1,0 +1,174 @@
+"""The search end to end: the real CLI on CPU against a scripted OpenAI-compatible server."""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SHAKESPEARE
+from openai_server import ScriptedOpenAIServer, answer
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+EDITABLE = ["train/train.py", "model/gpt.py"]
+
+# Edits that apply to the seed: each changes one constant to a value no other edit uses.
+CONSTANT_EDITS = [("WARMDOWN_RATIO = 0.4", "WARMDOWN_RATIO = 0.5"), ("MATRIX_LR = 0.04", "MATRIX_LR = 0.05"),
+                  ("EMBED_LR = 0.3", "EMBED_LR = 0.4"), ("UNEMBED_LR = 0.004", "UNEMBED_LR = 0.006"),
+                  ("WEIGHT_DECAY = 0.1", "WEIGHT_DECAY = 0.05"), ("SOFTCAP = 15.0", "SOFTCAP = 20.0"),
+                  ("FINAL_LR_FRAC = 0.0", "FINAL_LR_FRAC = 0.1"), ("ADAM_BETA1 = 0.8", "ADAM_BETA1 = 0.85")]
+
+
+def edit(path, search, replace, description):
+    return (f"DESCRIPTION: {description}\n\nThe idea in one line.\n\n{path}\n<<<<<<< SEARCH\n{search}\n=======\n"
+            f"{replace}\n>>>>>>> REPLACE\n")
+
+
+def scripted_answers():
+    """Valid edits interleaved with a malformed answer, an edit outside the surface and a look-ahead model."""
+    valid = iter(CONSTANT_EDITS)
+    bad = [
+        "I think the learning rate could be higher, but I will not write an edit.",
+        edit("eval/metric.py", "import math", "import math  # harmless?", "touch the harness"),
+        edit("model/gpt.py", "is_causal=True)", "is_causal=False)", "bidirectional attention"),
+    ]
+    for i in itertools.count():
+        if i % 2 == 1 and bad:
+            yield bad.pop(0)
+        else:
+            search, replace = next(valid, CONSTANT_EDITS[i % len(CONSTANT_EDITS)])
+            yield edit("train/train.py", search, replace, f"set {replace}")
+
+
+@pytest.fixture
+def seed_repo(tmp_path):
+    """A git repository holding the seed's editable files: the lineage goes there, not into this checkout."""
+    repo = tmp_path / "repo"
+    for rel in EDITABLE:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text((ROOT / rel).read_text())
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "seed")
+    return repo
+
+
+def git(repo, *args):
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def search_cmd(tmp_path, repo, name, *extra):
+    if not SHAKESPEARE.exists():
+        pytest.skip("no shared data")
+    return [sys.executable, "-m", "search", "run", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}",
+            f"data.cache_dir={tmp_path / 'cache'}", f"lineage.repo={repo}", f"run.name={name}",
+            f"hydra.run.dir={tmp_path / 'outputs' / name}", "trial.budget_seconds=1", "search.noise_repeats=2",
+            *extra]
+
+
+def run_search(tmp_path, repo, name, *extra, timeout=600):
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", OPENAI_API_KEY="")
+    out = subprocess.run(search_cmd(tmp_path, repo, name, *extra), capture_output=True, text=True, timeout=timeout,
+                         env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return out.stdout
+
+
+def read_results(tmp_path, name):
+    lines = (tmp_path / "outputs" / name / "results.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    assert header[:5] == ["commit", "val_bpb", "memory_gb", "status", "description"]
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+
+def study_trials(tmp_path, name):
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'outputs' / name / 'study.db'}")
+    return study
+
+
+def test_population_search_with_a_scripted_llm(tmp_path, seed_repo):
+    head = git(seed_repo, "rev-parse", "HEAD")
+    answers = scripted_answers()
+    with ScriptedOpenAIServer(lambda body: answer(next(answers))) as server:
+        out = run_search(tmp_path, seed_repo, "pop", "+population=4", f"llm.base_url={server.base_url}",
+                         "llm.model=scripted", "search.max_trials=7", "search.rates.merge=0", "search.rates.tune=0")
+    assert "LLM: scripted" in out
+    rows = read_results(tmp_path, "pop")
+    statuses = [r["status"] for r in rows]
+    assert sum(1 for r in rows if r["variant"]) == 7  # the trial budget, baseline repeats included
+    assert statuses.count("ok") >= 4
+    reasons = " ".join(r["reason"] for r in rows)
+    assert "outside_surface" in reasons and "eval/metric.py" in reasons  # the harness edit, refused
+    assert "looks ahead" in reasons  # the bidirectional model, rejected by the probe
+    study = study_trials(tmp_path, "pop")
+    assert study.best_trials and all(t.values[0] > 0 for t in study.best_trials)
+    tags = git(seed_repo, "tag", "-l", "search/pop/*").split()
+    trained = {r["variant"] for r in rows if r["variant"]}
+    assert {t.rsplit("/", 1)[1] for t in tags} == trained
+    figures = json.loads(git(seed_repo, "tag", "-l", "--format=%(contents)", "search/pop/v0000").strip())
+    assert figures["status"] == "ok" and figures["runs"] == 2 and figures["val_bpb"] > 0
+    # the user's branch, HEAD and working tree are untouched
+    assert git(seed_repo, "rev-parse", "HEAD") == head and git(seed_repo, "status", "--porcelain") == ""
+    assert "=== run pop ===" in out and "front (" in out
+    assert len(list((tmp_path / "outputs" / "pop" / "llm").glob("*.json"))) >= 4
+
+
+def test_single_lineage_keeps_only_improvements(tmp_path, seed_repo):
+    answers = scripted_answers()
+    with ScriptedOpenAIServer(lambda body: answer(next(answers))) as server:
+        run_search(tmp_path, seed_repo, "single", f"llm.base_url={server.base_url}", "llm.model=scripted",
+                   "search.max_trials=5", "search.preflight=false")
+    rows = read_results(tmp_path, "single")
+    decided = [r for r in rows if r["kept"]]
+    assert decided and all(r["kept"] in ("keep", "discard") for r in decided)
+    assert all(r["operator"] in ("seed", "mutation", "tune") for r in rows)
+    for r in decided:  # every child's parent is the best kept variant at its time: one lineage
+        assert len(r["parents"].split(",")) == 1
+
+
+def test_no_llm_uses_tuning_and_still_runs(tmp_path, seed_repo):
+    out = run_search(tmp_path, seed_repo, "nollm", "+population=3", "search.max_trials=4", "search.preflight=false")
+    assert "no LLM" in out
+    rows = read_results(tmp_path, "nollm")
+    ops = {r["operator"] for r in rows if r["variant"]}
+    assert ops <= {"seed", "tune", "merge"} and "tune" in ops
+    assert sum(1 for r in rows if r["variant"]) == 4
+
+
+def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path, seed_repo):
+    """Kill the run while a trial trains, run the same command again: it resumes and trains no variant twice."""
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", OPENAI_API_KEY="")
+    cmd = search_cmd(tmp_path, seed_repo, "kill", "+population=3", "search.max_trials=5", "search.preflight=false",
+                     "trial.budget_seconds=3")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("[search] v0000 ok"):  # one trial done; the next one starts training now
+            break
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = run_search(tmp_path, seed_repo, "kill", "+population=3", "search.max_trials=5", "search.preflight=false",
+                       "trial.budget_seconds=3")
+    assert "resuming run kill" in rerun and "re-queued interrupted trial" in rerun
+    rows = read_results(tmp_path, "kill")
+    trained = [r for r in rows if r["variant"]]
+    assert len(trained) == 5
+    runs = {}
+    for r in trained:
+        key = (r["variant"], r["description"])
+        runs[key] = runs.get(key, 0) + 1
+    assert all(n == 1 for n in runs.values()), runs  # no trial recorded twice
+    tags = {t.rsplit("/", 1)[1] for t in git(seed_repo, "tag", "-l", "search/kill/*").split()}
+    assert tags == {r["variant"] for r in trained}
