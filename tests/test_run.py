@@ -26,24 +26,28 @@ CONSTANT_EDITS = [("WARMDOWN_RATIO = 0.4", "WARMDOWN_RATIO = 0.5"), ("MATRIX_LR 
 
 
 def edit(path, search, replace, description):
-    return (f"DESCRIPTION: {description}\n\nThe idea in one line.\n\n{path}\n<<<<<<< SEARCH\n{search}\n=======\n"
-            f"{replace}\n>>>>>>> REPLACE\n")
+    """A SEARCH/REPLACE answer that swaps `search` for `replace` within the seed line holding it."""
+    seed = (ROOT / path).read_text() if (ROOT / path).exists() else search + "\n"
+    line = next(line for line in seed.splitlines() if search in line)
+    return (f"DESCRIPTION: {description}\n\nThe idea in one line.\n\n{path}\n<<<<<<< SEARCH\n{line}\n=======\n"
+            f"{line.replace(search, replace)}\n>>>>>>> REPLACE\n")
 
 
 def scripted_answers():
-    """Valid edits interleaved with a malformed answer, an edit outside the surface and a look-ahead model."""
-    valid = iter(CONSTANT_EDITS)
-    bad = [
-        "I think the learning rate could be higher, but I will not write an edit.",
-        edit("eval/metric.py", "import math", "import math  # harmless?", "touch the harness"),
-        edit("model/gpt.py", "is_causal=True)", "is_causal=False)", "bidirectional attention"),
-    ]
+    """Valid edits, with bad answers given twice in a row (one patch retry, then the refusal):
+    a malformed answer, an edit outside the surface, and (once) a look-ahead model."""
+    valid = itertools.cycle(CONSTANT_EDITS)
+    malformed = "I think the learning rate could be higher, but I will not write an edit."
+    outside = edit("eval/metric.py", "import math", "import math  # harmless?", "touch the harness")
+    lookahead = edit("model/gpt.py", "is_causal=True)", "is_causal=False)", "bidirectional attention")
+    pattern = ["V", "M", "M", "V", "O", "O", "V", "L"]
     for i in itertools.count():
-        if i % 2 == 1 and bad:
-            yield bad.pop(0)
-        else:
-            search, replace = next(valid, CONSTANT_EDITS[i % len(CONSTANT_EDITS)])
+        kind = pattern[i] if i < len(pattern) else "V"
+        if kind == "V":
+            search, replace = next(valid)
             yield edit("train/train.py", search, replace, f"set {replace}")
+        else:
+            yield {"M": malformed, "O": outside, "L": lookahead}[kind]
 
 
 @pytest.fixture
@@ -101,7 +105,9 @@ def test_population_search_with_a_scripted_llm(tmp_path, seed_repo):
     answers = scripted_answers()
     with ScriptedOpenAIServer(lambda body: answer(next(answers))) as server:
         out = run_search(tmp_path, seed_repo, "pop", "+population=4", f"llm.base_url={server.base_url}",
-                         "llm.model=scripted", "search.max_trials=7", "search.rates.merge=0", "search.rates.tune=0")
+                         "llm.model=scripted", "llm.patch_retries=1", "search.max_trials=7", "search.rates.merge=0",
+                         "search.rates.tune=0")
+        retried = [r for r in server.chat_requests() if any(m["role"] == "assistant" for m in r.json["messages"])]
     assert "LLM: scripted" in out
     rows = read_results(tmp_path, "pop")
     statuses = [r["status"] for r in rows]
@@ -109,7 +115,9 @@ def test_population_search_with_a_scripted_llm(tmp_path, seed_repo):
     assert statuses.count("ok") >= 4
     reasons = " ".join(r["reason"] for r in rows)
     assert "outside_surface" in reasons and "eval/metric.py" in reasons  # the harness edit, refused
+    assert "no_edit" in reasons  # the answer without an edit, refused after its retry
     assert "looks ahead" in reasons  # the bidirectional model, rejected by the probe
+    assert retried and "eval/metric.py" in retried[-1].json["messages"][-1]["content"]  # the error went back
     study = study_trials(tmp_path, "pop")
     assert study.best_trials and all(t.values[0] > 0 for t in study.best_trials)
     tags = git(seed_repo, "tag", "-l", "search/pop/*").split()
