@@ -24,6 +24,24 @@ class TrialDiverged(Exception):
     """The training loss became NaN, infinite or exploded."""
 
 
+class TrialStopped(Exception):
+    """The training loss is so far behind the reference at the same progress that going on is waste."""
+
+
+STOP_MIN_PROGRESS = 0.2  # early steps are too noisy to judge a variant by
+STOP_SMOOTHING = 5  # the mean of the last steps' losses is compared, not one step's
+
+
+def curve_value(curve: list[list[float]], progress: float) -> float:
+    """Linear interpolation of a [[progress, value], ...] curve sorted by progress (clamped at the ends)."""
+    if progress <= curve[0][0]:
+        return curve[0][1]
+    for (p0, v0), (p1, v1) in zip(curve, curve[1:]):
+        if progress <= p1:
+            return v0 + (v1 - v0) * (progress - p0) / max(p1 - p0, 1e-12)
+    return curve[-1][1]
+
+
 class TrialContext:
     """The variant's view of the harness.
 
@@ -49,6 +67,7 @@ class TrialContext:
         diverge_loss: float = 1e4,
         log_every: int = 10,
         max_steps: int | None = None,
+        stop_curve: list[list[float]] | None = None,
         log: Callable[[str], None] = print,
     ):
         self.device = device
@@ -61,6 +80,8 @@ class TrialContext:
         self.diverge_loss = diverge_loss
         self.log_every = max(1, log_every)
         self.max_steps = max_steps
+        self.stop_curve = sorted(stop_curve) if stop_curve else None
+        self.curve: list[tuple[float, float]] = []  # (progress, loss) of every step
         self._store = train_store
         self._log = log
         self.tokens_served = 0
@@ -114,8 +135,26 @@ class TrialContext:
         value = float(loss.detach().float().item()) if isinstance(loss, torch.Tensor) else float(loss)
         self.last_loss = value
         self.losses.append(value)
+        self.curve.append((self.progress, value))
         if not math.isfinite(value) or value > self.diverge_loss:
             raise TrialDiverged(f"training loss became {value} at step {self.clock.steps_done}")
+        if self.stop_curve and self.progress >= STOP_MIN_PROGRESS:
+            recent = self.losses[-STOP_SMOOTHING:]
+            smoothed = sum(recent) / len(recent)
+            limit = curve_value(self.stop_curve, self.progress)
+            if smoothed > limit:
+                raise TrialStopped(f"training loss {smoothed:.4f} at {100 * self.progress:.0f}% of the budget is above "
+                                   f"the early-stop limit {limit:.4f} (the best variant's loss at that point plus the margin)")
+
+    def loss_curve(self, points: int = 50) -> list[list[float]]:
+        """About `points` (progress, loss) samples of the training loss, for reports and early stopping."""
+        if not self.curve:
+            return []
+        stride = max(1, len(self.curve) // points)
+        sampled = self.curve[::stride]
+        if sampled[-1] != self.curve[-1]:
+            sampled.append(self.curve[-1])
+        return [[round(p, 4), round(v, 5)] for p, v in sampled]
 
     def log(self, msg: str) -> None:
         self._log(msg)

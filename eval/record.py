@@ -43,6 +43,8 @@ class TrialRecord:
     versions: dict[str, str] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
     probe: dict[str, Any] = field(default_factory=dict)
+    loss_curve: list[list[float]] = field(default_factory=list)  # (progress, training loss) samples
+    saved_seconds: float | None = None  # budget left unspent by a trial stopped early
     log_tail: str = ""
 
     def __post_init__(self) -> None:

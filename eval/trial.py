@@ -118,7 +118,7 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     import numpy as np
     import torch
 
-    from eval.context import TrialContext, TrialDiverged, Watchdog
+    from eval.context import TrialContext, TrialDiverged, TrialStopped, Watchdog
     from eval.dataloader import TokenStore, eval_rows
     from eval.measure import TrainingClock, peak_flops, peak_memory_mb
     from eval.metric import evaluate_bpb
@@ -168,7 +168,7 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     ctx = TrialContext(
         device=device, vocab_size=tok.vocab_size, seq_len=t_cfg["seq_len"], bos_id=tok.bos_id,
         seed=t_cfg["seed"], train_store=train_store, clock=clock, diverge_loss=t_cfg["diverge_loss"],
-        log_every=t_cfg["log_every"], max_steps=t_cfg.get("max_steps"),
+        log_every=t_cfg["log_every"], max_steps=t_cfg.get("max_steps"), stop_curve=t_cfg.get("stop_curve"),
         log=lambda m: print(m, flush=True),
     )
     watchdog = Watchdog(clock, t_cfg["budget_seconds"], t_cfg["budget_tolerance"], t_cfg["startup_seconds"])
@@ -182,6 +182,10 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     except TrialDiverged as exc:
         watchdog.stop()
         return ended("diverged", str(exc), **_train_figures(ctx, clock))
+    except TrialStopped as exc:
+        watchdog.stop()
+        saved = max(0.0, t_cfg["budget_seconds"] - clock.training_seconds)
+        return ended("stopped", str(exc), saved_seconds=saved, **_train_figures(ctx, clock))
     except torch.OutOfMemoryError as exc:
         watchdog.stop()
         return ended("crash", f"out of memory: {str(exc).splitlines()[0]}", log_tail=traceback.format_exc(),
@@ -238,6 +242,7 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
 def _train_figures(ctx, clock) -> dict[str, Any]:
     secs = clock.training_seconds
     return {
+        "loss_curve": ctx.loss_curve(),
         "training_seconds": secs,
         "num_steps": clock.steps_done,
         "tokens_M": ctx.tokens_served / 1e6,

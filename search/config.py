@@ -88,6 +88,7 @@ class SearchConfig:
     noise_repeats: int = 3  # trainings of the seed (different seeds) measuring the noise floor
     noise_k: float = 2.0  # an improvement must exceed noise_k standard deviations of the seed
     queue_size: int = 2  # candidates waiting ahead of the workers (the LLM works meanwhile)
+    overlap: bool = True  # propose while training; false: strictly propose, then train, then propose
     rates: Dict[str, float] = field(default_factory=lambda: {"mutation": 0.6, "crossover": 0.15, "merge": 0.1, "tune": 0.15})
     tournament_size: int = 2
     failures_in_prompt: int = 5  # recent failed trials shown to the LLM with their causes

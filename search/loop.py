@@ -231,7 +231,8 @@ class SearchRun:
                 waiting = len(self.scheduler.waiting())
             if done:
                 return
-            if waiting >= self.s["queue_size"]:
+            sequential_busy = not self.s["overlap"] and (waiting or self.running)
+            if waiting >= self.s["queue_size"] or sequential_busy:
                 with self.cond:
                     self.cond.wait(0.5)
                 continue
@@ -368,9 +369,11 @@ class SearchRun:
     def work(self, worker: str, env: dict[str, str] | None = None) -> None:
         """A worker: take queued trials and train them until production is done and the queue is empty."""
         while not self.stop.is_set():
+            self.running[worker] = "-"  # before take(): the sequential producer must see this worker busy
             with self.sched_lock:
                 taken = self.scheduler.take(worker)
             if taken is None:
+                self.running.pop(worker, None)
                 with self.sched_lock:
                     finished = self._production_done() and not self.scheduler.waiting()
                 if finished and not any(w != worker for w in self.running):
@@ -402,6 +405,9 @@ class SearchRun:
             (variant_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             (variant_dir / rel).write_text(text)
         trial = dict(self.conf["trial"], seed=attrs.get("trial_seed", self.conf["trial"]["seed"]))
+        curve = self._stop_curve() if attrs["operator"] != "seed" else None
+        if curve:
+            trial["stop_curve"] = curve
         spec = {"variant_dir": str(variant_dir), "data": self.prepared.spec(), "editable": self.editable}
         preflight_seconds = 0.0
         record = None
@@ -420,10 +426,23 @@ class SearchRun:
         self._finish(taken, record, preflight_seconds)
         return record
 
+    def _stop_curve(self) -> list[list[float]] | None:
+        """The early-stop limit: the best variant's loss curve raised by search.early_stop_margin."""
+        margin = self.s.get("early_stop_margin")
+        if not margin:
+            return None
+        with self.sched_lock:
+            best = self._best(self._variants())
+        runs = [r for r in (best or {}).get("runs", []) if r.get("loss_curve")]
+        if not runs:
+            return None
+        return [[p, v * (1.0 + margin)] for p, v in runs[0]["loss_curve"]]
+
     def _finish(self, taken, record: TrialRecord, preflight_seconds: float) -> None:
         attrs = taken.attrs
         extra: dict[str, Any] = {k: getattr(record, k) for k in FIGURES}
         extra.update(reason=record.reason, trained=True, preflight_seconds=preflight_seconds,
+                     loss_curve=record.loss_curve, saved_seconds=record.saved_seconds,
                      device_seconds=(record.total_seconds or 0.0) + preflight_seconds, code_hash=record.code_hash,
                      device=record.device)
         with self.sched_lock:

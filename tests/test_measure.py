@@ -48,3 +48,47 @@ def test_watchdog_fires_when_clock_never_starts():
     assert dog.check() is None
     now.t += 2
     assert "ctx.steps()" in dog.check()
+
+
+def _ctx(now, stop_curve):
+    import numpy as np
+    import torch
+
+    from eval.context import TrialContext
+    from eval.dataloader import TokenStore
+
+    store = TokenStore.from_docs([list(range(50))], 60)
+    clock = TrainingClock(10.0, skip_steps=0, now=now)
+    return TrialContext(device=torch.device("cpu"), vocab_size=60, seq_len=8, bos_id=59, seed=0, train_store=store,
+                        clock=clock, stop_curve=stop_curve, log=lambda m: None), clock, np
+
+
+def test_early_stop_when_loss_stays_above_the_reference():
+    import pytest
+
+    from eval.context import TrialStopped
+
+    now = FakeTime()
+    ctx, clock, _ = _ctx(now, [[0.0, 5.0], [1.0, 2.0]])
+    clock.boundary()
+    for step in range(10):
+        now.t += 1.0
+        clock.boundary()
+        if clock.progress < 0.2:
+            ctx.record_loss(9.0)  # too early to judge: no stop
+            continue
+        with pytest.raises(TrialStopped, match="early-stop limit"):
+            ctx.record_loss(9.0)
+        break
+    assert ctx.loss_curve()[-1][1] == 9.0
+
+
+def test_no_early_stop_below_the_reference():
+    now = FakeTime()
+    ctx, clock, _ = _ctx(now, [[0.0, 5.0], [1.0, 2.0]])
+    clock.boundary()
+    for _ in range(10):
+        now.t += 1.0
+        clock.boundary()
+        ctx.record_loss(1.5)
+    assert len(ctx.loss_curve()) == 10

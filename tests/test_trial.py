@@ -123,3 +123,9 @@ def test_trial_dies_when_its_parent_is_killed(smoke_setup, tmp_path):
     while time.monotonic() < deadline and alive(child_pid):
         time.sleep(0.2)
     assert not alive(child_pid)
+
+
+def test_far_behind_the_reference_curve_is_stopped_early(smoke_setup, tmp_path):
+    rec = run(smoke_setup, tmp_path, "ok.py", budget_seconds=3.0, stop_curve=[[0.0, 0.5], [1.0, 0.5]])
+    assert rec.status == "stopped" and "early-stop limit" in rec.reason
+    assert rec.saved_seconds > 0.5 and rec.training_seconds < 3.0 and rec.loss_curve
