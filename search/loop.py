@@ -29,15 +29,13 @@ from search.guards import check_candidate, content_hash
 from search.lineage import Lineage
 from search.llm import LLMClient, OpenAIClient, SpendCapReached, llm_available
 from search.operators import OPERATORS, OperatorContext, OperatorFailed, Parent, Proposal
-from search.population import Member, NoiseFloor, improves, noise_floor, select_parents, select_survivors
+from search.population import Member, NoiseFloor, improves, select_parents, select_survivors
+from search.report_data import FIGURES, SEED, aggregate_variants, best_variant, front_names, seed_noise
 from search.runner import run_trial_process
 from search.scheduler import Scheduler, Tuner
 from search.summary import Progress, RunSummary, count_by, eta_seconds, results_tsv
 
-SEED = "v0000"
 MAX_CONSECUTIVE_REFUSALS = 25  # the producer gives up after this many refused candidates in a row
-FIGURES = ("val_bpb", "test_bpb", "uniform_bpb", "peak_mem_mb", "training_seconds", "total_seconds", "num_steps",
-           "num_params_M", "tokens_M", "tokens_per_second", "mfu_percent")
 
 
 def variant_name(number: int) -> str:
@@ -154,52 +152,21 @@ class SearchRun:
 
     def _variants(self) -> dict[str, dict[str, Any]]:
         """Evaluated and queued variants by name, from the study (the seed's repeats averaged)."""
-        out: dict[str, dict[str, Any]] = {}
-        for t in self.scheduler.trials():
-            name = t.get("variant")
-            if not name or t.get("status") == "requeued":
-                continue
-            v = out.setdefault(name, {"name": name, "commit": t["commit"], "parents": t.get("parent_names", []),
-                                      "parent_commits": t.get("parents", []), "operator": t["operator"],
-                                      "description": t["description"], "generation": t.get("generation", 0),
-                                      "status": None, "runs": [], "kept": t.get("kept"), "reason": ""})
-            if t.get("status"):
-                v["runs"].append(t)
-        for v in out.values():
-            ok = [r for r in v["runs"] if r.get("status") == "ok"]
-            if ok:
-                v["status"] = "ok"
-                for key in FIGURES:
-                    vals = [r[key] for r in ok if r.get(key) is not None]
-                    v[key] = sum(vals) / len(vals) if vals else None
-            elif v["runs"]:
-                v["status"] = v["runs"][-1].get("status")
-                v["reason"] = v["runs"][-1].get("reason", "")
-            kept = [r.get("kept") for r in v["runs"] if r.get("kept") is not None]
-            v["kept"] = kept[-1] if kept else (True if name == SEED and ok else None)
-        return out
+        return aggregate_variants(self.scheduler.trials())
 
     def _noise(self, variants: dict[str, dict[str, Any]]) -> NoiseFloor | None:
-        seed = variants.get(SEED)
-        if not seed:
-            return None
-        vals = [r["val_bpb"] for r in seed["runs"] if r.get("status") == "ok" and r.get("val_bpb") is not None]
-        return noise_floor(vals, self.s["noise_k"]) if vals else None
+        return seed_noise(variants, self.s["noise_k"])
 
     def _members(self, variants: dict[str, dict[str, Any]]) -> list[Member]:
         return [Member(v["name"], v.get("val_bpb"), v.get("peak_mem_mb"), v["status"] == "ok", v["generation"])
                 for v in variants.values() if v["status"] is not None]
 
     def _front(self, variants: dict[str, dict[str, Any]]) -> list[str]:
-        from search.pareto import pareto_front
-
-        ok = [v for v in variants.values() if v["status"] == "ok"]
-        return [ok[i]["name"] for i in pareto_front([(v["val_bpb"], v["peak_mem_mb"]) for v in ok])]
+        return front_names(variants)
 
     def _best(self, variants: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """Single lineage: the best kept variant. Population: the lowest val_bpb."""
-        pool = [v for v in variants.values() if v["status"] == "ok" and (self.population or v.get("kept"))]
-        return min(pool, key=lambda v: v["val_bpb"]) if pool else None
+        return best_variant(variants, self.population)
 
     def _parent(self, variants: dict[str, dict[str, Any]], name: str) -> Parent:
         v = variants[name]
