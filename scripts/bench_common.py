@@ -60,8 +60,9 @@ def spread(values: list[float]) -> str:
 
 
 def machine() -> str:
-    return f"{platform.node()}: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, " \
-           f"Python {platform.python_version()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU, Python {platform.python_version()}; " \
+           f"load average when written: {load}"
 
 
 def write_section(title: str, command: str, table: str, notes: str = "") -> None:

@@ -22,13 +22,15 @@ from bench_common import run_search, spread, study_rows, write_section
 from openai_server import ScriptedOpenAIServer, answer
 
 
+COMPILE_LINE = "COMPILE = True  # torch.compile the model (CUDA only; ignored elsewhere)"
+
+
 def edits():
-    """Unique valid edits: a new MATRIX_LR each time (the seed line, value changed)."""
+    """Unique valid edits that apply to any descendant of the seed: a new comment under the COMPILE
+    line each time (the variants train the same model; only the proposal traffic matters here)."""
     for i in itertools.count(1):
-        value = 0.04 + 0.0005 * i
-        yield (f"DESCRIPTION: MATRIX_LR {value:.4f}\n\ntrain/train.py\n<<<<<<< SEARCH\n"
-               "MATRIX_LR = 0.04  # Muon learning rate for the 2-D matrices of the blocks\n=======\n"
-               f"MATRIX_LR = {value:.4f}  # Muon learning rate for the 2-D matrices of the blocks\n>>>>>>> REPLACE\n")
+        yield (f"DESCRIPTION: note {i}\n\ntrain/train.py\n<<<<<<< SEARCH\n{COMPILE_LINE}\n=======\n"
+               f"{COMPILE_LINE}\n# note {i}\n>>>>>>> REPLACE\n")
 
 
 def one_run(workdir: Path, name: str, budget: float, trials: int, delay: float, overlap: bool) -> dict:

@@ -17,6 +17,7 @@ from openai_server import ScriptedOpenAIServer, answer
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 EDITABLE = ["train/train.py", "model/gpt.py"]
+SECRET = "sk-test-SECRET-0123456789abcdef"
 
 # Edits that apply to the seed: each changes one constant to a value no other edit uses.
 CONSTANT_EDITS = [("WARMDOWN_RATIO = 0.4", "WARMDOWN_RATIO = 0.5"), ("MATRIX_LR = 0.04", "MATRIX_LR = 0.05"),
@@ -78,8 +79,8 @@ def search_cmd(tmp_path, repo, name, *extra):
             *extra]
 
 
-def run_search(tmp_path, repo, name, *extra, timeout=600):
-    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", OPENAI_API_KEY="")
+def run_search(tmp_path, repo, name, *extra, timeout=600, api_key=""):
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", OPENAI_API_KEY=api_key)
     out = subprocess.run(search_cmd(tmp_path, repo, name, *extra), capture_output=True, text=True, timeout=timeout,
                          env=env, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
@@ -106,7 +107,7 @@ def test_population_search_with_a_scripted_llm(tmp_path, seed_repo):
     with ScriptedOpenAIServer(lambda body: answer(next(answers))) as server:
         out = run_search(tmp_path, seed_repo, "pop", "+population=4", f"llm.base_url={server.base_url}",
                          "llm.model=scripted", "llm.patch_retries=1", "search.max_trials=7", "search.rates.merge=0",
-                         "search.rates.tune=0")
+                         "search.rates.tune=0", api_key=SECRET)
         retried = [r for r in server.chat_requests() if any(m["role"] == "assistant" for m in r.json["messages"])]
     assert "LLM: scripted" in out
     rows = read_results(tmp_path, "pop")
@@ -129,6 +130,13 @@ def test_population_search_with_a_scripted_llm(tmp_path, seed_repo):
     assert git(seed_repo, "rev-parse", "HEAD") == head and git(seed_repo, "status", "--porcelain") == ""
     assert "=== run pop ===" in out and "front (" in out
     assert len(list((tmp_path / "outputs" / "pop" / "llm").glob("*.json"))) >= 4
+    # The API key reached the server and nothing else: no output file, study, commit, tag or log holds it.
+    assert server.chat_requests()[0].headers["authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in out
+    for path in (tmp_path / "outputs").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in git(seed_repo, "log", "--all", "-p") + git(seed_repo, "tag", "-l", "-n99")
 
 
 def test_single_lineage_keeps_only_improvements(tmp_path, seed_repo):
