@@ -109,6 +109,20 @@ def _open_storage(url: str) -> BaseStorage:
     return storage
 
 
+def _load_existing(url: str, study_name: str) -> tuple[BaseStorage, optuna.Study]:
+    """Open a study that must already exist, creating no file, table or study."""
+    where = url[len("sqlite:///"):] if url.startswith("sqlite:///") else \
+        url[len(JOURNAL_PREFIX):] if url.startswith(JOURNAL_PREFIX) else None
+    if where is not None and not Path(where).is_file():
+        raise SchedulerError(f"there is no study at {where}")
+    # Plain connections (no BEGIN IMMEDIATE): a reader must not hold up a running search's writes.
+    storage = RDBStorage(url) if url.startswith("sqlite:///") else _open_storage(url)
+    try:
+        return storage, optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise SchedulerError(f"{url} holds no study named {study_name!r}") from None
+
+
 def _serialise_sqlite(engine: Any) -> None:
     """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
 
@@ -159,7 +173,7 @@ class Scheduler:
     """The run's study: enqueue candidates, take and finish trials, read the record back."""
 
     def __init__(self, url: str | None, run_dir: Path, study_name: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, create: bool = True) -> None:
         """Create the run's study, or load it if it exists.
 
         Args:
@@ -167,15 +181,21 @@ class Scheduler:
             run_dir: the run's directory.
             study_name: the study's name (the run's name).
             clock: epoch seconds, for `started_at` / `finished_at` (injected by tests).
+            create: False to only open an existing study (reports): nothing is created or written.
 
         Raises:
             ValueError: if the storage URL is not understood.
-            SchedulerError: if a study of that name exists with other objectives.
+            SchedulerError: if a study of that name exists with other objectives, or (with
+                create=False) there is no such study.
         """
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.url = storage_url(url, run_dir)
         self.study_name = study_name
         self._clock = clock
+        if not create:
+            self._storage, self.study = _load_existing(self.url, study_name)
+            self._study_id = self._storage.get_study_id_from_name(study_name)
+            return
         self._storage = _open_storage(self.url)
         self.study: optuna.Study = optuna.create_study(
             storage=self._storage, study_name=study_name,
