@@ -35,6 +35,10 @@ commands:
           loop (keep a change only if it beats the best beyond noise). The same run.name resumes.
   trial   train one variant (the seed, or trial.variant=<dir or commit>) for a fixed budget,
           print its summary and write its record under outputs/<run.name>/trial/
+  report  `report lineage run.name=<name>`: plots, lineage tree, paths from the seed and tables
+          of a run (finished, interrupted or running) in outputs/<name>/report/
+  export  `export run.name=<name> [pick=best|v0042|pareto:<max_mb>] out=<dir>`: the variant as a
+          directory that trains with one command; `branch=<name>` instead: a git branch at it
 
 Overrides are Hydra's: `data=shakespeare data.path=FILE trial=cpu trial.budget_seconds=30`.
 `python -m search <command> --help` lists the configuration groups and their options.
@@ -123,6 +127,123 @@ def _run_main(cfg: DictConfig) -> None:
 COMMANDS: dict[str, Callable[[], Any]] = {"run": _run_main, "trial": _trial_main}
 
 
+# --- report and export: the Compose API (no output directory or logging of their own)
+
+REPORT_USAGE = """usage: python -m search report <kind> run.name=<name> [overrides]
+
+kinds:
+  lineage   progress and Pareto plots, the lineage tree, each front member's path from the seed with
+            its diffs, and tables; written to outputs/<name>/report/ (index.html, report.md, PNGs)
+
+The run is outputs/<run.name>/ (or hydra.run.dir=<dir> if the run was given one).
+"""
+
+EXPORT_USAGE = """usage: python -m search export run.name=<name> [pick=best|v0042|pareto:<max_mb>] out=<dir>
+       python -m search export run.name=<name> [pick=...] branch=<name>
+
+pick=best (the default): the lowest val_bpb among ok variants; pick=v0042: that variant;
+pick=pareto:<max_mb>: the lowest val_bpb with peak_mem_mb <= max_mb.
+out=<dir>: a new directory holding the variant, the harness and train_variant.py (one command trains it).
+branch=<name>: a git branch at the variant's commit in the run's lineage.repo (never moves an existing one).
+"""
+
+
+def compose_run_config(overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The composed config of `overrides` and the run directory it names (hydra.run.dir).
+
+    Raises:
+        ValueError: if no run.name is given (naming the runs that exist) or an override is wrong.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from search.runs import list_runs
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        run_dir = Path(cfg.hydra.run.dir)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ValueError(" ".join(str(exc).split())) from None
+    finally:
+        GlobalHydra.instance().clear()
+    if not any(o.split("=", 1)[0].lstrip("+~") == "run.name" for o in overrides):
+        runs = list_runs(run_dir.parent)
+        raise ValueError(f"name the run: run.name=<name> (the runs in {run_dir.parent}: "
+                         f"{', '.join(runs) if runs else 'none'})")
+    return cfg, run_dir
+
+
+def report_command(kind: str, overrides: list[str]) -> list[Path]:
+    """Build the report `kind` of the run the overrides name; returns the files written."""
+    from search.report import write_lineage_report
+    from search.runs import load_run
+
+    if kind not in REPORT_KINDS:
+        raise ValueError(f"unknown report {kind!r}; the reports are: {', '.join(REPORT_KINDS)}")
+    cfg, run_dir = compose_run_config(overrides)
+    state = load_run(run_dir, cfg.run.name)
+    files = write_lineage_report(state)
+    return [files.html, files.markdown, *files.images]
+
+
+def export_command(overrides: list[str]) -> "Export":  # noqa: F821
+    """Export the variant the overrides pick as a directory (out=) or a branch (branch=)."""
+    from search.export import branch_variant, export_variant
+    from search.runs import load_run
+
+    cfg, run_dir = compose_run_config(overrides)
+    if not cfg.out and not cfg.branch:
+        raise ValueError("export needs out=<dir> (a standalone directory) or branch=<name> (a git branch at the "
+                         "variant's commit)")
+    if cfg.out and cfg.branch:
+        raise ValueError("give out=<dir> or branch=<name>, not both")
+    state = load_run(run_dir, cfg.run.name)
+    if cfg.branch:
+        return branch_variant(state, cfg.pick, cfg.branch)
+    return export_variant(state, cfg.pick, Path(cfg.out))
+
+
+REPORT_KINDS = ("lineage",)
+
+
+def _report_main(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        print(REPORT_USAGE)
+        return 0
+    try:
+        paths = report_command(args[0], args[1:])
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _export_main(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):
+        print(EXPORT_USAGE)
+        return 0
+    try:
+        done = export_command(args)
+    except (*USER_ERRORS, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if done.branch:
+        print(f"export: branch {done.branch} at {done.commit[:12]} ({done.variant})")
+    else:
+        print(f"export: {done.variant} ({done.commit[:12]}) written to {done.out}")
+        print(f"export: train it there with `cd {done.out} && python train_variant.py`")
+    return 0
+
+
+PLAIN_COMMANDS: dict[str, Callable[[list[str]], int]] = {"report": _report_main, "export": _export_main}
+
+
 def default_preset_overrides(overrides: list[str]) -> list[str]:
     """Add `trial=gpu` on a CUDA machine unless the user chose a trial preset or an experiment."""
     chosen = any(o.split("=", 1)[0].lstrip("+~") in ("trial", "experiment") for o in overrides)
@@ -142,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, overrides = args[0], args[1:]
+    if command in PLAIN_COMMANDS:
+        return PLAIN_COMMANDS[command](overrides)
     if command not in COMMANDS:
-        print(f"unknown command {command!r}; the commands are: {', '.join(COMMANDS)}\n", file=sys.stderr)
+        print(f"unknown command {command!r}; the commands are: {', '.join([*COMMANDS, *PLAIN_COMMANDS])}\n",
+              file=sys.stderr)
         print(USAGE, file=sys.stderr)
         return 2
     sys.argv = [f"python -m search {command}"] + default_preset_overrides(overrides)

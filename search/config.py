@@ -144,6 +144,11 @@ class Config:
     program: str = "conf/program.md"  # the research direction given to the LLM with every request
     editable: List[str] = field(default_factory=lambda: ["train/train.py", "model/gpt.py"])
     population: Optional[int] = None  # null: single-lineage autoresearch mode
+    # `python -m search export` and `report`: which variant, and where it goes
+    pick: str = "best"  # export: best | v0042 | pareto:<max_memory_mb> (lowest val_bpb within that memory)
+    out: Optional[str] = None  # export: the new directory to write the variant into
+    branch: Optional[str] = None  # export: instead, a git branch at the variant's commit in lineage.repo
+    variant: Optional[str] = None  # report ablation: the variant to take apart (null: the best)
 
 
 def register_configs() -> None:

@@ -375,6 +375,36 @@ class Lineage:
         with self._lock:
             return [sha for sha in shas if self._resolve(sha) not in tagged]
 
+    # --- branches -----------------------------------------------------------------------------
+
+    def create_branch(self, name: str, rev: str) -> str:
+        """Create the branch `name` at commit `rev`; HEAD, the index and the working tree stay as
+        they are. An existing branch is never moved.
+
+        Returns:
+            The full sha the branch points at.
+
+        Raises:
+            LineageError: if `name` is not a valid branch name, the branch exists, or `rev` is not
+                a commit.
+        """
+        ref = f"refs/heads/{name}"
+        with self._lock:
+            sha = self._resolve(rev)
+            status, _, _ = self._repo.git.check_ref_format(ref, with_extended_output=True, with_exceptions=False)
+            if status != 0 or name.startswith("-"):
+                raise LineageError(f"{name!r} is not a valid branch name (see `git check-ref-format`)")
+            existing = self._tag_target(ref)
+            if existing is not None:
+                raise LineageError(f"branch {name} already exists in {self.root} (at {existing[:12]}); "
+                                   "choose another name")
+            # An empty old value makes git refuse if the branch appeared meanwhile.
+            status, _, err = self._repo.git.update_ref("-m", f"evoresearch: {self.run} variant", ref, sha, "",
+                                                       with_extended_output=True, with_exceptions=False)
+            if status != 0:
+                raise LineageError(f"creating branch {name} at {sha[:12]} failed: {err.strip()}")
+            return sha
+
     # --- merging ------------------------------------------------------------------------------
 
     def three_way_merge(self, base: str | None, a: str, b: str) -> tuple[dict[str, str], list[str]]:
