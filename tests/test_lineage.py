@@ -267,6 +267,22 @@ def test_untagged_commits(lineage):
         lineage.untagged_commits(["0" * 40])
 
 
+def test_create_branch_at_a_variant_never_moves_an_existing_one(repo, lineage):
+    base = lineage.base_commit()
+    a = child(lineage, base, train=TRAIN + "# a\n")
+    assert lineage.create_branch("best-a", a[:12]) == a
+    assert git_(repo, "rev-parse", "refs/heads/best-a").strip() == a
+    assert git_(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/main"  # nothing checked out
+    with pytest.raises(LineageError, match="branch best-a already exists"):
+        lineage.create_branch("best-a", base)
+    assert git_(repo, "rev-parse", "refs/heads/best-a").strip() == a
+    with pytest.raises(LineageError, match="not a valid branch name"):
+        lineage.create_branch("two..dots", a)
+    with pytest.raises(LineageError, match="is not a commit"):
+        lineage.create_branch("ghost", "0" * 40)
+    git_(repo, "branch", "-D", "best-a")  # the fixture checks the user's branches on teardown
+
+
 # --- merging and comparing ----------------------------------------------------------------------
 
 
