@@ -379,3 +379,19 @@ def test_tuner_suggests_within_ranges_and_learns_from_reports(tmp_path):
     with pytest.raises(ValueError, match="LR"):
         tuner.suggest({"LR": [0.1, 0.01]})
     assert len(Tuner(s).study.trials) == 6  # the same study on resume; bad ranges asked for nothing
+
+
+# --- opening an existing study only (reports)
+
+@pytest.mark.parametrize("url", [None, "journal:study.journal"])
+def test_open_existing_reads_without_creating(tmp_path, url):
+    with pytest.raises(SchedulerError, match="no study at"):
+        Scheduler(url, tmp_path / "none", "run-1", create=False)
+    assert not (tmp_path / "none").exists()  # no directory, file or study was made
+    writer = Scheduler(url, tmp_path / "run", "run-1")
+    writer.enqueue(candidate(0))
+    writer.set_run_attr("base_commit", "abc")
+    reader = Scheduler(url, tmp_path / "run", "run-1", create=False)
+    assert [t["variant"] for t in reader.trials()] == ["v0000"] and reader.run_attrs()["base_commit"] == "abc"
+    with pytest.raises(SchedulerError, match="no study named 'other'"):
+        Scheduler(url, tmp_path / "run", "other", create=False)
