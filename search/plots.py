@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from search.report_data import ProgressPoint, TreeNode  # noqa: E402
 
@@ -66,7 +67,7 @@ def progress_plot(points: list[ProgressPoint], path: Path, *, x: str = "trial", 
     if not scored:
         return _empty(path, title, "no trial has ended ok yet")
     span = max((p.elapsed_seconds or 0.0) for p in pts)
-    unit, scale = ("hours", 3600.0) if span > 3 * 3600 else ("minutes", 60.0)
+    unit, scale = ("hours", 3600.0) if span > 3 * 3600 else ("minutes", 60.0) if span > 180 else ("seconds", 1.0)
 
     def xof(p: ProgressPoint) -> float:
         return float(p.number) if x == "trial" else (p.elapsed_seconds or 0.0) / scale
@@ -98,11 +99,18 @@ def progress_plot(points: list[ProgressPoint], path: Path, *, x: str = "trial", 
                     ha="left", va="top", color="#222222", zorder=5)
     ax.set_ylim(low - 2.5 * pad, high + pad * 1.3)
     ax.set_xlabel("trial number" if x == "trial" else f"wall time since the run started ({unit})")
+    if x == "trial":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("val_bpb (lower is better)")
     ax.set_title(title)
     ax.grid(alpha=0.25)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    _legend_below(ax)
     return _save(fig, path)
+
+
+def _legend_below(ax: Any) -> None:
+    """The legend under the axes, where it can hide no point."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
 
 
 def pareto_plot(trial_points: list[tuple[float, float]], front: list[dict[str, Any]], path: Path,
@@ -144,7 +152,7 @@ def pareto_plot(trial_points: list[tuple[float, float]], front: list[dict[str, A
     ax.set_title(title)
     ax.grid(alpha=0.25)
     ax.margins(x=0.12, y=0.15)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    _legend_below(ax)
     return _save(fig, path)
 
 

@@ -82,7 +82,8 @@ def write_lineage_report(state: RunState, out_dir: Path | None = None) -> Report
             "Every trained trial is a dot; " + ("green dots are on the final Pareto front" if state.population
                                                  else "green dots were kept") +
             ", grey ones were not, crosses along the top failed. The blue step line is the running best; "
-            "each improvement is labelled with its variant and description.")),
+            "each improvement is labelled with its variant and description. Candidates refused before training "
+            "are not dots; the tables count them.")),
         _pareto_section(images[2], facts.front),
         _image_section("Lineage tree", images[3], text=(
             "One row per generation, the seed at the top; a line runs from each parent down to its child, dashed "

@@ -238,17 +238,20 @@ def progress_points(trials: list[dict[str, Any]], variants: dict[str, dict[str, 
     """The trained trials in trial order, with the running best and the improvements marked.
 
     The running best counts every ok trial in population mode, and only kept ones (the seed
-    included) in the single-lineage mode, as the loop does.
+    included) in the single-lineage mode, as the loop does; only a variant's first ok run counts
+    (the seed's repeats measure noise, they improve nothing).
     """
     front = set(front_names(variants))
-    points, best = [], None
+    points, best, counted = [], None, set()
     for t in sorted(live_trials(trials), key=lambda t: t["number"]):
         if not t.get("trained") or not t.get("variant") or not t.get("status"):
             continue
         name = t["variant"]
         ok = t["status"] == "ok" and t.get("val_bpb") is not None
         kept = bool(t.get("kept")) or (name == SEED and ok)
-        counts = ok and (population or kept)
+        counts = ok and (population or kept) and name not in counted  # a repeat of the same code is noise
+        if counts:
+            counted.add(name)
         improvement = bool(counts and (best is None or t["val_bpb"] < best))
         if improvement:
             best = t["val_bpb"]

@@ -109,6 +109,9 @@ def test_progress_running_best_and_improvements():
     assert points[3].val_bpb is None and points[3].status == "crash"
     assert [p.highlighted for p in points] == [False, False, True, False, True]  # on the front
     assert points[-1].elapsed_seconds == pytest.approx(60.0)
+    lucky_repeat = [dict(trials[0]), dict(trials[1], val_bpb=2.9)]  # the seed again, by chance lower
+    points = progress_points(lucky_repeat, aggregate_variants(lucky_repeat), 4, started_at=None)
+    assert [p.improvement for p in points] == [True, False] and points[1].best_so_far == 3.0
 
 
 def test_progress_in_single_lineage_counts_only_kept_trials():
