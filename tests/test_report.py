@@ -76,7 +76,7 @@ def test_html_is_self_contained_and_shows_figures_front_and_paths(run, report):
     front, _ = _front(run)
     assert front
     for member in front:  # each front member: its val_bpb, its test_bpb beside it, its path from the seed
-        assert f"{member['val_bpb']:.4f}" in page and f"{member['test_bpb']:.4f}" in page
+        assert f"{member['val_bpb']:.6f}" in page and f"{member['test_bpb']:.6f}" in page
         assert f'id="path-{member["name"]}"' in page
     if any(m["name"] != "v0000" for m in front):
         assert "<pre>diff --git a/train/train.py b/train/train.py" in page  # a step's diff, in <pre>
