@@ -28,7 +28,7 @@ from eval.record import TrialRecord
 from search.guards import check_candidate, content_hash
 from search.lineage import Lineage
 from search.llm import LLMClient, OpenAIClient, SpendCapReached, llm_available
-from search.operators import OPERATORS, OperatorContext, OperatorFailed, Parent, Proposal
+from search.operators import OPERATORS, OperatorContext, OperatorFailed, OperatorNotApplicable, Parent, Proposal
 from search.population import Member, NoiseFloor, improves, select_parents, select_survivors
 from search.report_data import FIGURES, SEED, aggregate_variants, best_variant, front_names, seed_noise
 from search.runner import run_trial_process
@@ -36,6 +36,7 @@ from search.scheduler import Scheduler, Tuner
 from search.summary import Progress, RunSummary, count_by, eta_seconds, results_tsv
 
 MAX_CONSECUTIVE_REFUSALS = 25  # the producer gives up after this many refused candidates in a row
+MAX_NOT_APPLICABLE = 200  # ... or after this many draws in a row where the operator had nothing to do
 
 
 def variant_name(number: int) -> str:
@@ -71,6 +72,7 @@ class SearchRun:
         self.lineage_lock = threading.RLock()
         self.running: dict[str, str] = {}  # worker -> variant
         self.refusals_in_a_row = 0
+        self.idle_tries = 0
         self.production_closed = False
         self.started = time.time()
         self.llm: LLMClient | None = llm
@@ -228,6 +230,13 @@ class SearchRun:
         ctx = self._operator_context(variants)
         try:
             proposal = op.propose(parents, ctx)
+        except OperatorNotApplicable as exc:
+            self.idle_tries += 1
+            if self.idle_tries >= MAX_NOT_APPLICABLE:
+                self.say(f"[search] {MAX_NOT_APPLICABLE} attempts in a row found nothing to do ({exc.kind}: "
+                         f"{_first_line(exc.reason)}); stopping production")
+                self.production_closed = True
+            return None
         except OperatorFailed as exc:
             return self._refuse(op.name, parents, exc.kind, exc.reason)
         except SpendCapReached as exc:
@@ -325,6 +334,7 @@ class SearchRun:
         with self.sched_lock:
             self.scheduler.enqueue(attrs)
         self.refusals_in_a_row = 0
+        self.idle_tries = 0
         self.say(f"[search] queued {name} ({proposal.operator} of {','.join(p.name for p in proposal.parents)}): "
                  f"{proposal.description}")
         with self.cond:

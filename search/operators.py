@@ -69,6 +69,11 @@ class OperatorFailed(Exception):
         self.reason = reason
 
 
+class OperatorNotApplicable(OperatorFailed):
+    """These parents give this operator nothing to do (one is the other's ancestor, a conflict with no
+    LLM to resolve it, nothing to tune): no candidate was made, so nothing is recorded."""
+
+
 @dataclass
 class OperatorContext:
     """Everything an operator may use besides its parents."""
@@ -168,12 +173,15 @@ class GitMerge:
             raise OperatorFailed("no_lineage", "git merge needs the lineage")
         with _locked(ctx):
             base = ctx.lineage.merge_base(a.commit, b.commit)
+            if base in (a.commit, b.commit):
+                raise OperatorNotApplicable("ancestor", f"{a.name} and {b.name} are one lineage: the merge is the descendant")
             merged, conflicts = ctx.lineage.three_way_merge(base, a.commit, b.commit)
         description = f"merge of {a.name} ({a.description}) and {b.name} ({b.description})"
         if not conflicts:
             return Proposal(merged, [a, b], self.name, _clip(description))
         if ctx.llm is None:
-            raise OperatorFailed("merge_conflict", f"{', '.join(conflicts)} conflict and no LLM is configured to resolve them")
+            raise OperatorNotApplicable("merge_conflict", f"{', '.join(conflicts)} conflict and no LLM is configured to "
+                                        "resolve them")
         messages = conflict_messages(ctx.program, a.view(), b.view(), {p: merged[p] for p in conflicts},
                                      ctx.editable, ctx.pinned, ctx.budget_seconds)
         result = ask_for_edit(ctx, messages, merged, "merge_conflict")
@@ -197,14 +205,14 @@ class Tune:
         present = find_constants(source)
         ranges = {k: v for k, v in ctx.tune_ranges.items() if k in present and k not in ctx.pinned}
         if not ranges:
-            raise OperatorFailed("nothing_to_tune", f"{parent.name} defines none of the constants in search.tune_ranges "
+            raise OperatorNotApplicable("nothing_to_tune", f"{parent.name} defines none of the constants in search.tune_ranges "
                                  "(or the trial preset pins them all)")
         number, values = ctx.tuner.suggest(ranges)
         values = {k: _like(present[k].value, v) for k, v in values.items()}
         changed = {k: v for k, v in values.items() if format_value(v) != format_value(present[k].value)}
         if not changed:
             ctx.tuner.report(number, None)
-            raise OperatorFailed("noop", "the tuner proposed the parent's own values")
+            raise OperatorNotApplicable("noop", "the tuner proposed the parent's own values")
         files = dict(parent.files, **{TRAIN_FILE: set_constants(source, changed)})
         desc = "tune " + ", ".join(f"{k} {format_value(present[k].value)}->{format_value(v)}" for k, v in changed.items())
         return Proposal(files, [parent], self.name, _clip(desc), extra={"tune_trial": number, "tuned": changed})
