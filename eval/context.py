@@ -28,6 +28,7 @@ class TrialStopped(Exception):
     """The training loss is so far behind the reference at the same progress that going on is waste."""
 
 
+STEP_GRACE_SECONDS = 1.0  # overrun always allowed past the budget, for the step in flight
 STOP_MIN_PROGRESS = 0.2  # early steps are too noisy to judge a variant by
 STOP_SMOOTHING = 5  # the mean of the last steps' losses is compared, not one step's
 
@@ -209,10 +210,13 @@ class Watchdog:
         """The reason to stop the variant now, or None."""
         if self.clock.counting:
             live = self.clock.live_seconds()
-            if live > self.limit:
+            # The budget can run out in the middle of a step, so a step or two past it is normal on a slow
+            # or loaded machine: allow the larger of the tolerance and twice the longest step (and 1 s).
+            limit = max(self.limit, self.clock.budget + max(STEP_GRACE_SECONDS, 2.0 * self.clock.longest_step))
+            if live > limit:
                 return (
                     f"the variant trained {live:.1f}s past a budget of {self.clock.budget:.1f}s "
-                    f"(limit {self.limit:.1f}s) without stopping; it must end when ctx.steps() does"
+                    f"(limit {limit:.1f}s) without stopping; it must end when ctx.steps() does"
                 )
         elif self._now() - self._started > self.startup_seconds:
             return (

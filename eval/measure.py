@@ -32,6 +32,7 @@ class TrainingClock:
         self._now = now
         self.steps_done = 0
         self.training_seconds = 0.0
+        self.longest_step = 0.0  # the longest timed step so far (a budget can end mid-step)
         self._last: float | None = None
 
     def boundary(self) -> None:
@@ -41,6 +42,7 @@ class TrainingClock:
             self.steps_done += 1
             if self.steps_done > self.skip_steps:
                 self.training_seconds += t - self._last
+                self.longest_step = max(self.longest_step, t - self._last)
         self._last = t
 
     @property

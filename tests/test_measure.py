@@ -35,9 +35,23 @@ def test_watchdog_fires_on_overrun_only_past_tolerance():
     clock.boundary()
     now.t += 10.5             # inside the step now running: over budget, within tolerance
     assert dog.check() is None
-    now.t += 1.0
+    now.t += 1.0              # 11.5 s: past both the tolerance (11 s) and the one-second grace
     reason = dog.check()
     assert reason and "past a budget" in reason
+
+
+def test_watchdog_allows_two_of_the_longest_steps_past_the_budget():
+    now = FakeTime()
+    clock = TrainingClock(10.0, skip_steps=0, now=now)
+    dog = Watchdog(clock, 10.0, 0.1, startup_seconds=5, now=now, interrupt=lambda: None)
+    clock.boundary()
+    for _ in range(3):        # three 3-second steps: 9 s on the clock
+        now.t += 3.0
+        clock.boundary()
+    now.t += 6.5              # the fourth step runs long: 15.5 s live, within 10 + 2 x 3 s
+    assert clock.longest_step == 3.0 and dog.check() is None
+    now.t += 1.0
+    assert "past a budget" in dog.check()
 
 
 def test_watchdog_fires_when_clock_never_starts():
