@@ -54,6 +54,12 @@ def test_syntax_error_is_a_crash_naming_the_file(smoke_setup, tmp_path):
     assert rec.status == "crash" and "SyntaxError" in rec.reason and "train.py" in rec.log_tail
 
 
+def test_import_error_is_a_crash_naming_the_module(smoke_setup, tmp_path):
+    rec = run(smoke_setup, tmp_path, "import_error.py")
+    assert rec.status == "crash" and "ModuleNotFoundError" in rec.reason
+    assert "torch_extensions_that_do_not_exist" in rec.reason
+
+
 def test_nan_loss_is_diverged(smoke_setup, tmp_path):
     rec = run(smoke_setup, tmp_path, "nan_loss.py")
     assert rec.status == "diverged" and "nan" in rec.reason
