@@ -123,6 +123,16 @@ class LineageConfig:
 
 
 @dataclass
+class AblationConfig:
+    """`python -m search report ablation`: how a variant is taken apart (key `ablation`)."""
+
+    repeats: Optional[int] = None  # trainings of each candidate (trial seeds seed, seed+1, ...); null: search.noise_repeats
+    max_changes: int = 12  # at most this many changes: beyond it steps are not split, then early steps are joined
+    hunks: bool = True  # split a lineage step into its hunks when each applies to the step's parent alone
+    work: bool = True  # train the queued ablation trials here; false: only queue them (a running search trains them)
+
+
+@dataclass
 class RunConfig:
     """The name and place of this invocation's outputs (key `run`)."""
 
@@ -141,6 +151,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
     program: str = "conf/program.md"  # the research direction given to the LLM with every request
     editable: List[str] = field(default_factory=lambda: ["train/train.py", "model/gpt.py"])
     population: Optional[int] = None  # null: single-lineage autoresearch mode

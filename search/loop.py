@@ -37,6 +37,8 @@ from search.summary import Progress, RunSummary, count_by, eta_seconds, results_
 
 MAX_CONSECUTIVE_REFUSALS = 25  # the producer gives up after this many refused candidates in a row
 MAX_NOT_APPLICABLE = 200  # ... or after this many draws in a row where the operator had nothing to do
+# Trials that measure known code rather than try a new idea: no preflight, no early stop, no keep verdict.
+MEASURING_OPERATORS = ("seed", "ablation")
 
 
 def variant_name(number: int) -> str:
@@ -109,6 +111,12 @@ class SearchRun:
         self.say(f"[search] run {self.name}: {'population ' + str(self.population) if self.population else 'single lineage'}"
                  f", budget {trial['budget_seconds']:.0f}s per trial ({trial['name']}), max {self.s['max_trials']} trials, "
                  f"study {self.scheduler.url}, tags search/{self.name}/v*")
+
+    def attach(self, prepared, lineage: Lineage, scheduler: Scheduler) -> None:
+        """Train queued trials of an existing run without `setup` (no producer, nothing re-queued or
+        enqueued): the prepared data, the run's lineage and its study, already open."""
+        self.prepared, self.lineage, self.scheduler = prepared, lineage, scheduler
+        self.production_closed = True
 
     def _setup_llm(self, usage: dict | None) -> None:
         if self.llm is None:
@@ -185,7 +193,8 @@ class SearchRun:
 
     def _production_done(self) -> bool:
         trials = [t for t in self.scheduler.trials() if t.get("status") != "requeued"]
-        counted = [t for t in trials if t.get("variant") and (t.get("status") != "rejected" or t.get("trained"))]
+        counted = [t for t in trials if t.get("variant") and t.get("operator") != "ablation"  # the report's, not ours
+                   and (t.get("status") != "rejected" or t.get("trained"))]
         if len(counted) >= self.s["max_trials"]:
             return True
         if self.s.get("max_hours") and time.time() - self.started > 3600 * self.s["max_hours"]:
@@ -382,13 +391,13 @@ class SearchRun:
             (variant_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             (variant_dir / rel).write_text(text)
         trial = dict(self.conf["trial"], seed=attrs.get("trial_seed", self.conf["trial"]["seed"]))
-        curve = self._stop_curve() if attrs["operator"] != "seed" else None
+        curve = self._stop_curve() if attrs["operator"] not in MEASURING_OPERATORS else None
         if curve:
             trial["stop_curve"] = curve
         spec = {"variant_dir": str(variant_dir), "data": self.prepared.spec(), "editable": self.editable}
         preflight_seconds = 0.0
         record = None
-        if self.s["preflight"] and attrs["operator"] != "seed":
+        if self.s["preflight"] and attrs["operator"] not in MEASURING_OPERATORS:
             seq = trial["seq_len"]
             pre = dict(trial, max_steps=self.s["preflight_steps"], eval_tokens=seq, test_tokens=seq, clock_skip_steps=0)
             record = run_trial_process(dict(spec, trial=pre), trial_dir / "preflight", env=env)
@@ -424,7 +433,7 @@ class SearchRun:
                      device=record.device)
         with self.sched_lock:
             variants = self._variants()
-            if not self.population and attrs["operator"] != "seed":
+            if not self.population and attrs["operator"] not in MEASURING_OPERATORS:
                 best = self._best(variants)
                 noise = self._noise(variants)
                 extra["kept"] = bool(record.status == "ok" and record.val_bpb is not None and (

@@ -236,13 +236,20 @@ class Scheduler:
         """The candidate attributes of the WAITING trials, oldest first."""
         return [_candidate(t) for t in self._frozen((TrialState.WAITING,))]
 
-    def take(self, worker: str) -> TakenTrial | None:
+    def take(self, worker: str, accept: Callable[[dict[str, Any]], bool] | None = None) -> TakenTrial | None:
         """Take the oldest WAITING trial for `worker`; None if there is none.
 
         Never creates a trial: when another worker takes the last one first, this returns None.
         Sets the user attributes `worker` and `started_at` (epoch seconds).
+
+        Args:
+            worker: the worker's name.
+            accept: called with each waiting trial's candidate attributes; only a trial it accepts
+                is taken (None: any).
         """
         for frozen in self._frozen((TrialState.WAITING,)):
+            if accept is not None and not accept(_candidate(frozen)):
+                continue
             trial_id = self._trial_id(frozen.number)
             try:
                 popped = self._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)

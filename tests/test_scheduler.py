@@ -137,6 +137,16 @@ def test_take_on_an_empty_queue_creates_no_trial(open_scheduler):
     assert len(sched.study.trials) == 1
 
 
+def test_take_only_what_the_worker_accepts(open_scheduler):
+    sched = open_scheduler()
+    sched.enqueue(candidate(0))
+    sched.enqueue(candidate(1, operator="ablation"))
+    taken = sched.take("w", accept=lambda attrs: attrs["operator"] == "ablation")
+    assert taken is not None and taken.number == 1
+    assert sched.take("w", accept=lambda attrs: attrs["operator"] == "ablation") is None
+    assert sched.take("w").number == 0  # the one left waiting, for any worker
+
+
 def test_two_workers_on_one_study_take_distinct_trials(open_scheduler):
     producer, a, b = open_scheduler(), open_scheduler(), open_scheduler()
     for i in range(3):
