@@ -279,6 +279,11 @@ class Change:
     def diff(self) -> str:
         return "".join(h.diff() for h in self.hunks)
 
+    @property
+    def headline(self) -> str:
+        """Its first changed line, short (for a trial's description or a plot's axis)."""
+        return _one_line(self.hunks[0].first_changed_line, 60) if self.hunks else ""
+
 
 @dataclass
 class Decomposition:
@@ -464,3 +469,70 @@ def change_effect(kind: str, candidate: dict[int, tuple[float, float | None]],
     mean, std = _mean_std(bpb)
     return {"n": len(seeds), "delta_bpb": mean, "delta_bpb_std": std, "delta_mem_mb": _mean_std(mem)[0],
             "beyond_noise": None if mean is None or floor is None else abs(mean) > floor}
+
+
+def _first_line(text: Any) -> str:
+    lines = str(text or "").strip().splitlines()
+    return _one_line(lines[0], 120) if lines else ""
+
+
+def _trouble(trials: list[dict[str, Any]], variant: str) -> str:
+    """What keeps a variant's runs from counting: failures (the last one's cause) and runs not finished."""
+    live = [t for t in trials if t.get("variant") == variant and t.get("status") != "requeued"]
+    failed = [t for t in live if t.get("status") not in (None, "ok")]
+    waiting = sum(1 for t in live if not t.get("status"))
+    parts = []
+    if failed:
+        last = failed[-1]
+        parts.append(f"{variant}: {len(failed)} run(s) failed ({last['status']}: {_first_line(last.get('reason'))})")
+    if waiting:
+        parts.append(f"{variant}: {waiting} run(s) waiting or running")
+    return "; ".join(parts)
+
+
+def verdict(effect: Effect) -> str:
+    """helps / hurts (beyond the noise floor), within noise, or '-' (not measured)."""
+    if effect.delta_bpb is None:
+        return "-"
+    if effect.beyond_noise is False:
+        return "within noise"
+    word = "helps" if effect.delta_bpb > 0 else "hurts" if effect.delta_bpb < 0 else "no effect"
+    return word if effect.beyond_noise else f"{word} (no noise floor)"
+
+
+def measure_effects(changes: list[Change], candidates: list[Candidate], assignment: dict[tuple[str, str], str],
+                    trials: list[dict[str, Any]], target: str, seed: str, default_seed: int,
+                    floor: float | None) -> list[Effect]:
+    """One Effect per change and kind (leave-one-out first), from the run's trials.
+
+    Args:
+        changes: from `decompose`.
+        candidates: from `build_candidates`.
+        assignment: (change id, kind) -> the variant that holds the candidate's files.
+        trials: rows of `Scheduler.trials()`.
+        target, seed: the variant taken apart and the seed, by name.
+        default_seed: the trial seed of a trial that names none (the run's trial.seed).
+        floor: the run's noise floor of val_bpb (None: not measured).
+    """
+    by_key = {(c.change, c.kind): c for c in candidates}
+    references = {LEAVE_ONE_OUT: target, ADD_ONE: seed}
+    ref_runs = {kind: ok_runs(trials, name, default_seed) for kind, name in references.items()}
+    effects = []
+    for change in changes:
+        for kind in KINDS:
+            cand = by_key.get((change.id, kind))
+            name = assignment.get((change.id, kind))
+            effect = Effect(change.id, kind, change.label, name, references[kind])
+            if cand is None or cand.skipped:
+                effect.note = f"skipped: {cand.skipped if cand else 'no candidate'}"
+            elif name is None:
+                effect.note = "not queued"
+            else:
+                measured = change_effect(kind, ok_runs(trials, name, default_seed), ref_runs[kind], floor)
+                for key, value in measured.items():
+                    setattr(effect, key, value)
+                effect.note = "; ".join(filter(None, (_trouble(trials, name), _trouble(trials, references[kind]))))
+                if effect.n == 0 and not effect.note:
+                    effect.note = "no run shares a trial seed with its reference"
+            effects.append(effect)
+    return effects
