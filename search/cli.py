@@ -37,6 +37,8 @@ commands:
           print its summary and write its record under outputs/<run.name>/trial/
   report  `report lineage run.name=<name>`: plots, lineage tree, paths from the seed and tables
           of a run (finished, interrupted or running) in outputs/<name>/report/
+          `report ablation run.name=<name> [variant=v0042]`: trains the variant without each of its
+          changes and the seed with each alone; which changes matter, beyond noise
   export  `export run.name=<name> [pick=best|v0042|pareto:<max_mb>] out=<dir>`: the variant as a
           directory that trains with one command; `branch=<name>` instead: a git branch at it
 
@@ -134,6 +136,11 @@ REPORT_USAGE = """usage: python -m search report <kind> run.name=<name> [overrid
 kinds:
   lineage   progress and Pareto plots, the lineage tree, each front member's path from the seed with
             its diffs, and tables; written to outputs/<name>/report/ (index.html, report.md, PNGs)
+  ablation  [variant=v0042 (default: the best)] [ablation.repeats=N]: cuts the variant's difference from
+            the seed into changes (lineage steps, and their hunks where each applies alone), trains the
+            variant without each change and the seed with each alone (ablation.repeats trial seeds,
+            through the run's study; a rerun trains only what is missing) and writes
+            outputs/<name>/report/ablation-<variant>.{md,html,png,json}
 
 The run is outputs/<run.name>/ (or hydra.run.dir=<dir> if the run was given one).
 """
@@ -186,6 +193,15 @@ def report_command(kind: str, overrides: list[str]) -> list[Path]:
         raise ValueError(f"unknown report {kind!r}; the reports are: {', '.join(REPORT_KINDS)}")
     cfg, run_dir = compose_run_config(overrides)
     state = load_run(run_dir, cfg.run.name)
+    if kind == "ablation":
+        from search.ablation import run_ablation
+        from search.ablation_report import write_ablation_report
+
+        result = run_ablation(state, OmegaConf.to_container(cfg.ablation, resolve=True), cfg.variant)
+        written = write_ablation_report(state, result)
+        print(f"ablation of {result.target} (delta = without the change - with it; positive: it helps):\n"
+              f"{written.table}", flush=True)
+        return [written.html, written.markdown, written.image, written.record]
     files = write_lineage_report(state)
     return [files.html, files.markdown, *files.images]
 
@@ -207,7 +223,7 @@ def export_command(overrides: list[str]) -> "Export":  # noqa: F821
     return export_variant(state, cfg.pick, Path(cfg.out))
 
 
-REPORT_KINDS = ("lineage",)
+REPORT_KINDS = ("lineage", "ablation")
 
 
 def _report_main(args: list[str]) -> int:

@@ -204,3 +204,52 @@ def lineage_plot(nodes: dict[str, TreeNode], variants: dict[str, dict[str, Any]]
                  "(amber: Pareto front, green: ok, red: failed, grey: waiting; dashed: second parent)", fontsize=10)
     ax.set_axis_off()
     return _save(fig, path)
+
+
+def ablation_plot(rows: list[dict[str, Any]], floor: float | None, path: Path, title: str = "Ablation") -> Path:
+    """Delta val_bpb per change, leave-one-out and add-one side by side, with the spread over repeats
+    as error bars and the run's noise floor as a band around zero.
+
+    Args:
+        rows: one per change: {"change", "label" (short: its first changed line), "leave_one_out": (delta,
+            std, note), "add_one": (...)}
+            where delta is None when nothing was measured (the note says why: skipped, failed...).
+        floor: the run's noise floor of val_bpb (None: not measured).
+        path: the PNG to write.
+    """
+    if not rows:
+        return _empty(path, title, "no change to take apart")
+    kinds = (("leave_one_out", "leave-one-out: variant without it", BEST),
+             ("add_one", "add-one: seed with it alone", FRONT))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.3 * len(rows) + 3), 5.4))
+    width = 0.38
+    tops = [r[k][0] + (r[k][1] or 0.0) for r in rows for k, _, _ in kinds if r[k][0] is not None]
+    bottoms = [r[k][0] - (r[k][1] or 0.0) for r in rows for k, _, _ in kinds if r[k][0] is not None]
+    high, low = max(tops + [floor or 0.0, 0.0]), min(bottoms + [-(floor or 0.0), 0.0])
+    pad = max(0.12 * (high - low), 1e-6)
+    for j, (kind, label, colour) in enumerate(kinds):
+        offset = (j - 0.5) * width
+        labelled = False
+        for i, row in enumerate(rows):
+            delta, std, note = row[kind]
+            if delta is None:
+                ax.text(i + offset, 0, _short(note, 22) or "-", rotation=90, ha="center", va="bottom", fontsize=7,
+                        color="#777777")
+                continue
+            ax.bar(i + offset, delta, width=width * 0.92, color=colour, edgecolor="black", lw=0.5, zorder=3,
+                   yerr=std, capsize=4, error_kw={"lw": 1.0, "zorder": 4}, label=None if labelled else label)
+            labelled = True
+    if floor:
+        ax.axhspan(-floor, floor, color="#888888", alpha=0.15, lw=0, zorder=1,
+                   label=f"within the noise floor (±{floor:.4f})")
+    ax.axhline(0, color="black", lw=0.8, zorder=2)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["change"] + "\n" + "\n".join(textwrap.wrap(r["label"].split("#", 1)[0], 18)[:2])
+                        for r in rows], fontsize=7.5)
+    ax.set_xlim(-0.7, len(rows) - 0.3)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_ylabel("Δ val_bpb = without − with\n(above zero: the change helps)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.25)
+    _legend_below(ax)
+    return _save(fig, path)
