@@ -249,11 +249,15 @@ def work(state: RunState, lineage: Lineage, scheduler: Scheduler, out: TextIO = 
     requeued = scheduler.requeue_stale(_dead_here)
     if requeued:
         _say(out, f"[ablation] re-queued trial(s) {requeued} left running by a process that died")
-    if not any(_is_ablation(w) for w in scheduler.waiting()):
+    waiting = sum(1 for w in scheduler.waiting() if _is_ablation(w))
+    if not waiting:
         return 0
     from eval.prepare import prepare_data
 
-    runner = SearchRun(state.conf, state.run_dir, out=out)
+    # The progress line counts trials against max_trials: here, the trained ones plus this queue.
+    trained_before = sum(1 for t in scheduler.trials() if t.get("trained") and t.get("status") != "requeued")
+    conf = dict(state.conf, search=dict(state.conf["search"], max_trials=trained_before + waiting))
+    runner = SearchRun(conf, state.run_dir, out=out)
     runner.attach(prepare_data(state.conf["data"], state.conf["trial"]["vocab_size"], log=runner.say), lineage,
                   scheduler)
     worker = f"{socket.gethostname()}-{os.getpid()}-ablation"

@@ -235,6 +235,9 @@ def _report_main(args: list[str]) -> int:
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the ablation's running trial was re-queued
+        print("interrupted: run the same command again to go on where it stopped", file=sys.stderr)
+        return 130
     for path in paths:
         print(path)
     return 0

@@ -444,7 +444,7 @@ class SearchRun:
                 self.tuner.report(attrs["tune_trial"], record.val_bpb if record.status == "ok" else None)
             variants = self._variants()
             noise = self._noise(variants)
-            if noise and attrs["operator"] == "seed":
+            if noise and attrs["variant"] == SEED:  # any run of the seed (an ablation adds repeats too)
                 self.scheduler.set_run_attr("noise", {"mean": noise.mean, "std": noise.std, "n": noise.n,
                                                       "floor": noise.floor})
         self._tag(attrs["variant"], variants[attrs["variant"]])
