@@ -26,9 +26,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from search.ablation_plan import (
-    LEAVE_ONE_OUT, Candidate, Change, Effect, Step, build_candidates, decompose, measure_effects,
-)
+from search.ablation_effects import Effect, measure_effects
+from search.ablation_plan import LEAVE_ONE_OUT, Candidate, Change, Step, build_candidates, decompose
 from search.guards import content_hash
 from search.lineage import Lineage
 from search.loop import SearchRun, variant_name, variant_number

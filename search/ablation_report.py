@@ -17,7 +17,8 @@ from typing import Any
 
 from search import plots
 from search.ablation import Ablation
-from search.ablation_plan import ADD_ONE, LEAVE_ONE_OUT, Effect, verdict
+from search.ablation_effects import Effect, verdict
+from search.ablation_plan import ADD_ONE, LEAVE_ONE_OUT
 from search.report import STYLE, _diff_html, _html_table, _img_tag
 from search.report_data import fmt, markdown_table, signed
 from search.runs import RunState
