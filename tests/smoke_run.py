@@ -43,6 +43,17 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env).stdout
 
 
+def make_seed_repo(repo: Path) -> Path:
+    """A git repository holding this checkout's seed files: a test run's lineage goes there, not here."""
+    for rel in EDITABLE:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text((ROOT / rel).read_text())
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "seed")
+    return repo
+
+
 def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", OPENAI_API_KEY="")
     return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, env=env, capture_output=True, text=True,
@@ -53,13 +64,7 @@ def build_smoke_run(base: Path, name: str) -> SmokeRun:
     """Run `python -m search run +population=3 experiment=cpu_smoke llm=none` for 4 trials under `base`."""
     if not SHAKESPEARE.exists():
         pytest.skip(f"{SHAKESPEARE} is missing")
-    repo = base / "repo"
-    for rel in EDITABLE:
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text((ROOT / rel).read_text())
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "seed")
+    repo = make_seed_repo(base / "repo")
     outputs = base / "outputs"
     run_dir = outputs / name
     out = cli("run", "+population=3", "experiment=cpu_smoke", "llm=none", "search.max_trials=4",

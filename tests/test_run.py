@@ -13,6 +13,7 @@ import pytest
 
 from conftest import SHAKESPEARE
 from openai_server import ScriptedOpenAIServer, answer
+from smoke_run import git, make_seed_repo
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,21 +54,7 @@ def scripted_answers():
 
 @pytest.fixture
 def seed_repo(tmp_path):
-    """A git repository holding the seed's editable files: the lineage goes there, not into this checkout."""
-    repo = tmp_path / "repo"
-    for rel in EDITABLE:
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text((ROOT / rel).read_text())
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "seed")
-    return repo
-
-
-def git(repo, *args):
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env).stdout
+    return make_seed_repo(tmp_path / "repo")
 
 
 def search_cmd(tmp_path, repo, name, *extra):
