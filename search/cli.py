@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from search import PROJECT_ROOT
 from eval.download import DataError
 from search.config import register_configs
 from search.lineage import LineageError
@@ -25,7 +26,6 @@ from search.lineage import LineageError
 register_configs()
 
 USER_ERRORS = (DataError, LineageError, FileNotFoundError, ValueError)
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = str(PROJECT_ROOT / "conf")
 
 USAGE = """usage: python -m search <command> [overrides] [--help] [--cfg job]

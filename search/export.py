@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from search.report_data import FIGURES, PathStep, fmt, markdown_table, path_from_seed, pick_variant, seed_noise, signed
-from search.runs import PROJECT_ROOT, RunState
+from search import PROJECT_ROOT
+from search.runs import RunState
 
 HARNESS = PROJECT_ROOT / "eval"
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "train_variant.py"

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from search import PROJECT_ROOT
 from eval.record import TrialRecord
 from search.guards import check_candidate, content_hash
 from search.lineage import Lineage
@@ -89,7 +90,7 @@ class SearchRun:
         (self.run_dir / "config.json").write_text(json.dumps(self.conf, indent=2, default=str))
         trial = self.conf["trial"]
         self.prepared = prepare_data(self.conf["data"], trial["vocab_size"], log=self.say)
-        repo = self.conf["lineage"]["repo"] or str(Path(__file__).resolve().parents[1])
+        repo = self.conf["lineage"]["repo"] or str(PROJECT_ROOT)
         self.lineage = Lineage(Path(repo), self.name, self.editable, self.conf["lineage"].get("remote"))
         self.scheduler = Scheduler(self.conf["storage"]["url"], self.run_dir, self.name)
         self.tuner = Tuner(self.scheduler, seed=self.s["seed"])
@@ -575,7 +576,7 @@ class SearchRun:
 def _read_program(path: str) -> str:
     """The research direction; a relative path is looked up from the working directory, then the project."""
     p = Path(path).expanduser()
-    for candidate in (p, Path(__file__).resolve().parents[1] / p):
+    for candidate in (p, PROJECT_ROOT / p):
         if candidate.is_file():
             return candidate.read_text()
     raise FileNotFoundError(f"program file {path} does not exist (set program=<path to a Markdown file>)")

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from search import PROJECT_ROOT
 from eval.record import TrialRecord
 
 LOG_TAIL_LINES = 60
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def hard_timeout(trial: dict[str, Any]) -> float:
@@ -71,7 +71,7 @@ def run_trial_process(
     token = secrets.token_hex(16)
 
     child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), child_env.get("PYTHONPATH")) if p)
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH")) if p)
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     with open(trial_dir / "log.txt", "w") as log:
         proc = subprocess.Popen(

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search import PROJECT_ROOT
 from search.lineage import Lineage
 from search.report_data import aggregate_variants
 from search.scheduler import Scheduler, SchedulerError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class RunNotFound(ValueError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from search import PROJECT_ROOT
 from search.lineage import materialize_commit
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def resolve_variant(variant: str | None, editable: list[str], scratch: Path) -> Path:
