@@ -57,6 +57,8 @@ class TrialConfig:
     diverge_loss: float = 1.0e4  # a reported training loss above this is divergence
     log_every: int = 10  # print a progress line every N steps
     max_steps: Optional[int] = None  # stop after this many steps even within budget (preflight)
+    sandbox: str = "auto"  # bwrap: read-only system, writable trial dir, no network | none | auto: bwrap where it works
+    memory_limit_mb: Optional[int] = None  # cap on the trial process's memory on the CPU (None: no cap); over it: status oom
 
 
 @dataclass
@@ -97,14 +99,16 @@ class SearchConfig:
     seed: int = 0  # the search's own random choices
     tune_ranges: Dict[str, Any] = field(default_factory=dict)  # NAME: [low, high, log?] for the tuner
     early_stop_margin: Optional[float] = None  # stop a trial whose loss is this fraction above the best's at equal progress
+    tune_sampler: str = "tpe"  # the tune operator's sampler: tpe (learns from results) | random (uniform draws)
 
 
 @dataclass
 class SchedulerConfig:
     """Workers and trial bookkeeping (group `scheduler/`)."""
 
-    workers: Any = 1  # trial workers in this process, or "auto": one per visible GPU
-    stale_after_seconds: Optional[float] = None  # RUNNING trials older than this are re-queued (None: hard timeout x 2)
+    workers: Any = 1  # trial workers in this process, "auto": one per visible GPU, 0: produce only
+    heartbeat_seconds: float = 30.0  # a worker marks its running trial alive this often
+    stale_after_seconds: Optional[float] = None  # a RUNNING trial silent this long is re-queued (None: 4 heartbeats, at least 60 s)
 
 
 @dataclass

@@ -93,7 +93,7 @@ class SearchRun:
         repo = self.conf["lineage"]["repo"] or str(PROJECT_ROOT)
         self.lineage = Lineage(Path(repo), self.name, self.editable, self.conf["lineage"].get("remote"))
         self.scheduler = Scheduler(self.conf["storage"]["url"], self.run_dir, self.name)
-        self.tuner = Tuner(self.scheduler, seed=self.s["seed"])
+        self.tuner = Tuner(self.scheduler, seed=self.s["seed"], sampler=self.s.get("tune_sampler", "tpe"))
         self.program = _read_program(self.conf["program"])
         attrs = self.scheduler.run_attrs()
         if "base_commit" not in attrs:

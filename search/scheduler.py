@@ -445,10 +445,21 @@ class Tuner:
     and a resumed run goes on from the same history.
     """
 
-    def __init__(self, scheduler: Scheduler, seed: int = 0) -> None:
+    SAMPLERS = ("tpe", "random")
+
+    def __init__(self, scheduler: Scheduler, seed: int = 0, sampler: str = "tpe") -> None:
+        """Args: sampler: `tpe` (learns from the values told) or `random` (independent uniform draws,
+        the baseline a learning search must beat).
+
+        Raises:
+            ValueError: naming an unknown sampler.
+        """
+        if sampler not in self.SAMPLERS:
+            raise ValueError(f"search.tune_sampler={sampler!r} is not one of {', '.join(self.SAMPLERS)}")
+        chosen = optuna.samplers.TPESampler(seed=seed) if sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed)
         self.study = optuna.create_study(
             storage=scheduler._storage, study_name=f"{scheduler.study_name}-tune", direction="minimize",
-            sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
+            sampler=chosen, load_if_exists=True)
 
     def suggest(self, ranges: dict[str, Any]) -> tuple[int, dict[str, float]]:
         """Values for the named constants: `ranges` maps NAME -> [low, high] or [low, high, log].
