@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("ok", "crash", "timeout", "diverged", "rejected", "stopped")
+STATUSES = ("ok", "crash", "oom", "timeout", "diverged", "rejected", "stopped")
 
 
 @dataclass
@@ -45,6 +45,7 @@ class TrialRecord:
     probe: dict[str, Any] = field(default_factory=dict)
     loss_curve: list[list[float]] = field(default_factory=list)  # (progress, training loss) samples
     saved_seconds: float | None = None  # budget left unspent by a trial stopped early
+    sandbox: str = ""  # what confined the trial process: "bwrap" or "none"
     log_tail: str = ""
 
     def __post_init__(self) -> None:
