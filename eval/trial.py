@@ -6,7 +6,9 @@ Run by `search.runner` in its own process group; it reads the spec the runner wr
 variant's `train/train.py` from the variant directory, hands it a `TrialContext`, and after
 training probes causality, evaluates val and test bits per byte, and writes the record JSON. The
 variant never sees the validation or test tokens, never computes its own metric, and never
-touches the clock.
+touches the clock. From the variant's import on, an audit hook (eval/confine.py) refuses writes
+outside the trial directory, reading the evaluation data and the network; a variant that tried
+is `rejected`. `trial.memory_limit_mb` caps the process's memory; running out is `oom`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main(argv: list[str]) -> int:
     sys.stdin.close()
     _die_with_parent()
     spec = json.loads(Path(argv[0]).read_text())
+    limit_memory(spec["trial"].get("memory_limit_mb"))
     record = run_trial(spec)
     from eval.tokenizer import write_atomic
 
@@ -58,6 +61,57 @@ def _die_with_parent(poll_seconds: float = 1.0) -> None:
                 os.killpg(os.getpgid(0), signal.SIGKILL)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+MEMORY_HEADROOM_MB = 256  # above trial.memory_limit_mb, for the harness to record an oom
+
+
+def limit_memory(limit_mb: int | None) -> None:
+    """Cap this process's memory at `limit_mb` (None: no cap); allocations past it fail in Python.
+
+    RLIMIT_DATA, not RLIMIT_AS: since Linux 4.7 it counts the private writable mappings (the heap,
+    anonymous mmaps, thread stacks), which is what a growing tensor or list takes, and leaves out
+    reserved address space that is never backed. Measured here with torch 2.13 on CPU: importing
+    torch, numpy and tiktoken and training a small model takes 0.79 GB of address space but 0.30 GB
+    of data, and 40 threads reserve 1.9 GB of address space for 0.26 GB resident; under a 1 GB
+    RLIMIT_AS a variant got 0.19 GB of tensors, under a 1 GB RLIMIT_DATA 0.70 GB. Over the limit,
+    torch raises "DefaultCPUAllocator: can't allocate memory", numpy and Python MemoryError.
+    The hard limit sits MEMORY_HEADROOM_MB above: the harness lifts the soft limit to it to write the
+    oom record (a variant could do the same, and gain only that much).
+    """
+    if not limit_mb:
+        return
+    import resource
+
+    soft, hard = (int(limit_mb) * 2**20, (int(limit_mb) + MEMORY_HEADROOM_MB) * 2**20)
+    _, current = resource.getrlimit(resource.RLIMIT_DATA)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def _memory_headroom() -> None:
+    """Lift the soft memory limit to the hard one, so the harness can finish after an oom."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
+
+
+def out_of_memory(exc: BaseException, limit_mb: int | None) -> str | None:
+    """The oom reason for an exception that means memory ran out, or None for any other exception."""
+    import torch
+
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"out of GPU memory: {first}"
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+            "can't allocate memory" in first or "not enough memory" in first)):
+        where = (f"over trial.memory_limit_mb={limit_mb} (the process's RLIMIT_DATA)" if limit_mb
+                 else "the machine ran out (no trial.memory_limit_mb set)")
+        detail = f"{type(exc).__name__}: {first}" if str(exc).strip() else type(exc).__name__
+        return f"out of memory, {where}: {detail}"[:1000]
+    return None
 
 
 def select_device(name: str):
@@ -118,6 +172,7 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     import numpy as np
     import torch
 
+    from eval import confine
     from eval.context import TrialContext, TrialDiverged, TrialStopped, Watchdog
     from eval.dataloader import TokenStore, eval_rows
     from eval.measure import TrainingClock, peak_flops, peak_memory_mb
@@ -128,6 +183,8 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
 
     t_cfg = spec["trial"]
     variant_dir = Path(spec["variant_dir"]).resolve()
+    trial_dir = Path(spec["record_path"]).parent if spec.get("record_path") else Path.cwd()
+    memory_limit = t_cfg.get("memory_limit_mb")
     spawn_time = float(spec.get("spawn_time", time.time()))
     if t_cfg.get("threads"):
         torch.set_num_threads(int(t_cfg["threads"]))
@@ -137,6 +194,9 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     base["code_hash"] = code_hash(variant_dir, spec["editable"])
     print(f"trial: variant {variant_dir} code {base['code_hash'][:12]} on {base['device']}", flush=True)
     print(f"trial: versions {json.dumps(base['versions'])}", flush=True)
+    base["sandbox"] = spec.get("sandbox") or "none"
+    print(f"trial: sandbox {base['sandbox']}, memory limit "
+          f"{f'{memory_limit} MB' if memory_limit else 'none'}, confinement on", flush=True)
 
     tok = load_tokenizer(Path(spec["data"]["tokenizer"]))
     train_store = TokenStore.load(Path(spec["data"]["train"]))
@@ -147,18 +207,36 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     def total_seconds() -> float:
         return time.time() - spawn_time
 
+    # The variant is confined from its import on (the harness has loaded what it needs to train).
+    guard = confine.install(confine.for_trial(spec, trial_dir))
+
     def ended(status: str, reason: str, **figures: Any) -> TrialRecord:
         figures.setdefault("peak_mem_mb", peak_memory_mb(device))
         figures.setdefault("total_seconds", total_seconds())
+        if guard.violations:  # whatever else happened, and even if the variant caught the refusal
+            if status != "ok" and confine.PREFIX not in reason:
+                reason = f"{guard.reason()}; the trial then ended {status}: {reason}"
+            else:
+                reason = guard.reason()
+            status = "rejected"
+            for key in ("val_bpb", "test_bpb", "uniform_bpb"):
+                figures.pop(key, None)
         return TrialRecord(status=status, reason=reason, **base, **figures)
+
+    def failed(exc: BaseException, what: str, **figures: Any) -> TrialRecord:
+        oom = out_of_memory(exc, memory_limit)
+        if oom:
+            if memory_limit:
+                _memory_headroom()
+            return ended("oom", f"{oom} ({what})", log_tail=traceback.format_exc(), **figures)
+        return ended("crash", f"{type(exc).__name__} {what}: {exc}", log_tail=traceback.format_exc(), **figures)
 
     # --- import the variant and apply the preset's constants
     try:
         module = _import_variant(variant_dir)
         applied = _apply_constants(module, t_cfg.get("constants") or {})
     except Exception as exc:
-        return ended("crash", f"{type(exc).__name__} while importing the variant: {exc}",
-                     log_tail=traceback.format_exc())
+        return failed(exc, "while importing the variant")
     base["constants"] = applied
     if not callable(getattr(module, "train", None)):
         return ended("crash", "train/train.py defines no train(ctx) function")
@@ -186,14 +264,9 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
         watchdog.stop()
         saved = max(0.0, t_cfg["budget_seconds"] - clock.training_seconds)
         return ended("stopped", str(exc), saved_seconds=saved, **_train_figures(ctx, clock))
-    except torch.OutOfMemoryError as exc:
-        watchdog.stop()
-        return ended("crash", f"out of memory: {str(exc).splitlines()[0]}", log_tail=traceback.format_exc(),
-                     **_train_figures(ctx, clock))
     except Exception as exc:
         watchdog.stop()
-        return ended("crash", f"{type(exc).__name__} in train(): {exc}", log_tail=traceback.format_exc(),
-                     **_train_figures(ctx, clock))
+        return failed(exc, "in train()", **_train_figures(ctx, clock))
     watchdog.stop()
     training_figures = _train_figures(ctx, clock)
     if not isinstance(model, torch.nn.Module):
@@ -212,8 +285,7 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     try:
         probe = probe_causality(model, tok.vocab_size, t_cfg["seq_len"], device, autocast_dtype=autocast)
     except Exception as exc:
-        return ended("crash", f"{type(exc).__name__} in the model's forward during the causality probe: {exc}",
-                     log_tail=traceback.format_exc(), **training_figures)
+        return failed(exc, "in the model's forward during the causality probe", **training_figures)
     base["probe"] = {"max_leak": probe.max_leak, "tolerance": probe.tolerance, "passed": probe.passed}
     if not probe.passed:
         return ended("rejected", probe.reason(), **training_figures)
@@ -222,15 +294,13 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     token_bytes = tok.token_bytes()
     results = {}
     for split, n_tokens in (("val", t_cfg["eval_tokens"]), ("test", t_cfg["test_tokens"])):
-        store = TokenStore.load(Path(spec["data"][split]))
+        with guard.permit(spec["data"][split]):  # the harness's own read, on this thread only
+            store = TokenStore.load(Path(spec["data"][split]))
         rows = eval_rows(store, tok.bos_id, t_cfg["seq_len"], n_tokens)
         try:
             results[split] = evaluate_bpb(model, rows, token_bytes, device, t_cfg["eval_batch_rows"], autocast)
-        except torch.OutOfMemoryError as exc:
-            return ended("crash", f"out of memory during evaluation: {str(exc).splitlines()[0]}", **training_figures)
         except Exception as exc:
-            return ended("crash", f"{type(exc).__name__} during evaluation: {exc}",
-                         log_tail=traceback.format_exc(), **training_figures)
+            return failed(exc, "during evaluation", **training_figures)
     val, test = results["val"], results["test"]
     if not math.isfinite(val.bpb):
         return ended("diverged", f"val_bpb is {val.bpb}", **training_figures)
