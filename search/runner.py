@@ -3,7 +3,9 @@
 The only module that starts trial processes. A trial runs `python -m eval.trial spec.json` in a
 new session, so the whole group (the variant's own children included) is killed together. The
 harness proves a record is its own with a one-time token passed on stdin before the variant is
-imported; a record without it (a variant that wrote one itself) is not believed.
+imported; a record without it (a variant that wrote one itself) is not believed. With
+`trial.sandbox` (search/sandbox.py) the process runs inside bubblewrap; the harness confines the
+variant itself as well (eval/confine.py) and caps its memory (`trial.memory_limit_mb`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from search import PROJECT_ROOT
+from search.sandbox import Sandbox, resolve_sandbox
 from eval.record import TrialRecord
 
 LOG_TAIL_LINES = 60
@@ -59,24 +62,29 @@ def run_trial_process(
 
     Raises:
         KeyboardInterrupt: after killing the trial's process group, if the caller is interrupted.
+        search.sandbox.SandboxError: if trial.sandbox=bwrap and bubblewrap does not work here.
+        ValueError: for an unknown trial.sandbox.
     """
-    trial_dir = Path(trial_dir)
+    sandbox = resolve_sandbox(spec["trial"].get("sandbox") or "auto")
+    trial_dir = Path(trial_dir).resolve()
     trial_dir.mkdir(parents=True, exist_ok=True)
     record_path = trial_dir / "record.json"
     record_path.unlink(missing_ok=True)
-    spec = dict(spec, record_path=str(record_path), spawn_time=time.time())
+    spec = dict(spec, record_path=str(record_path), spawn_time=time.time(), sandbox=sandbox.mode)
     spec_path = trial_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     limit = timeout if timeout is not None else hard_timeout(spec["trial"])
     token = secrets.token_hex(16)
 
-    child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    child_env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", **(env or {}))
+    child_env.update(sandbox.environment(child_env))
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH")) if p)
+    argv = sandbox.command([sys.executable, "-m", "eval.trial", str(spec_path)], trial_dir,
+                           read_only=_needed_paths(spec, child_env))
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     with open(trial_dir / "log.txt", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "eval.trial", str(spec_path)],
-            cwd=trial_dir, env=child_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            argv, cwd=trial_dir, env=child_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         if on_start:
@@ -100,7 +108,25 @@ def run_trial_process(
         finally:
             kill_group(proc)  # the variant's children die with it, even after a clean exit
             reader.join(timeout=5)
-    return _read_record(record_path, token, proc.returncode, killed, limit, list(tail))
+    record = _read_record(record_path, token, _signal_of(proc.returncode, sandbox), killed, limit, list(tail))
+    record.sandbox = sandbox.mode
+    return record
+
+
+def _needed_paths(spec: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """What the trial process reads: the harness, Python and its packages, the variant, the data."""
+    paths = [str(PROJECT_ROOT), spec["variant_dir"], sys.prefix, sys.base_prefix, sys.exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), *sys.path,
+             *env.get("PYTHONPATH", "").split(os.pathsep)]
+    paths += [str(Path(v).parent) for k, v in spec["data"].items() if k != "info" and isinstance(v, str)]
+    return [p for p in paths if p]
+
+
+def _signal_of(returncode: int | None, sandbox: Sandbox) -> int | None:
+    """The return code as Popen reports it: bwrap passes a signal death on as 128 + the signal."""
+    if sandbox.mode == "bwrap" and returncode is not None and returncode > 128:
+        return -(returncode - 128)
+    return returncode
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -147,5 +173,8 @@ def _read_record(path: Path, token: str, returncode: int | None, killed: bool, l
         return record
     how = f"was killed by signal {-returncode}" if returncode is not None and returncode < 0 else (
         f"exited with code {returncode}")
+    if returncode == -signal.SIGKILL:  # nothing here sends SIGKILL before the process has exited
+        how += (" (SIGKILL), possibly by the kernel's out-of-memory killer; trial.memory_limit_mb makes the "
+                "trial fail as `oom` before the machine runs out")
     return TrialRecord(status="crash", reason=f"the trial process {how} before writing its record",
                        log_tail=log_tail)
