@@ -1,14 +1,30 @@
 """Real trial processes: each catalogue variant ends in its own status with a useful reason."""
 
+import json
 import os
+import socket
 import time
 
 import pytest
 
 from conftest import make_variant
+from search import PROJECT_ROOT
 from search.runner import run_trial_process
+from search.sandbox import SandboxError, resolve_sandbox
 
 pytestmark = pytest.mark.slow
+
+
+def bwrap_works() -> bool:
+    try:
+        resolve_sandbox("bwrap")
+        return True
+    except SandboxError:
+        return False
+
+
+needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is missing or cannot run here")
+SANDBOXES = [pytest.param("none"), pytest.param("bwrap", marks=needs_bwrap)]
 
 
 def alive(pid: int) -> bool:
@@ -20,16 +36,45 @@ def alive(pid: int) -> bool:
         return False
 
 
-def run(smoke_setup, tmp_path, variant, timeout=None, **trial):
+def processes_in(directory) -> list[int]:
+    """Live processes whose working directory is `directory` (inside a sandbox too)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd") == str(directory) and alive(int(entry)):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def run(smoke_setup, tmp_path, variant, timeout=None, files=None, **trial):
     conf, prepared = smoke_setup
     # The catalogue's variants have none of the seed's constants that the smoke preset sets.
     t = dict(conf["trial"], budget_seconds=1.0, budget_tolerance=0.5, startup_seconds=20, constants={})
     t.update(trial)
-    spec = {
-        "variant_dir": str(make_variant(tmp_path / "variant", variant)),
-        "data": prepared.spec(), "trial": t, "editable": conf["editable"],
-    }
+    variant_dir = make_variant(tmp_path / "variant", variant)
+    for name, text in (files or {}).items():
+        (variant_dir / name).write_text(text)
+    spec = {"variant_dir": str(variant_dir), "data": prepared.spec(), "trial": t, "editable": conf["editable"]}
     return run_trial_process(spec, tmp_path / "trial", timeout=timeout)
+
+
+@pytest.fixture
+def listener():
+    """A TCP server on the host's 127.0.0.1 that only queues connections; `reached()` says if any came."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+
+    def reached() -> bool:
+        try:
+            server.accept()[0].close()
+            return True
+        except BlockingIOError:
+            return False
+
+    yield server.getsockname()[1], reached
+    server.close()
 
 
 def test_ok_variant_learns_and_reports_every_figure(smoke_setup, tmp_path):
@@ -72,9 +117,11 @@ def test_overrun_is_stopped_by_the_watchdog(smoke_setup, tmp_path):
     assert time.monotonic() - t0 < 30  # stopped near budget * (1 + tolerance), not at the hard limit
 
 
-def test_hang_is_killed_at_the_hard_timeout(smoke_setup, tmp_path):
-    rec = run(smoke_setup, tmp_path, "hang.py", timeout=8)
-    assert rec.status == "timeout" and "hard limit" in rec.reason
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_hang_is_killed_at_the_hard_timeout(smoke_setup, tmp_path, sandbox):
+    rec = run(smoke_setup, tmp_path, "hang.py", timeout=8, sandbox=sandbox)
+    assert rec.status == "timeout" and "hard limit" in rec.reason and rec.sandbox == sandbox
+    assert processes_in(tmp_path / "trial") == []
 
 
 def test_lookahead_model_is_rejected(smoke_setup, tmp_path):
@@ -83,18 +130,20 @@ def test_lookahead_model_is_rejected(smoke_setup, tmp_path):
     assert rec.val_bpb is None  # never ranked
 
 
-def test_a_record_written_by_the_variant_is_not_believed(smoke_setup, tmp_path):
-    rec = run(smoke_setup, tmp_path, "fake_record.py")
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_record_written_by_the_variant_is_not_believed(smoke_setup, tmp_path, sandbox):
+    rec = run(smoke_setup, tmp_path, "fake_record.py", sandbox=sandbox)
     assert rec.status == "rejected" and "not written by the harness" in rec.reason
     assert rec.val_bpb is None
 
 
-def test_children_of_the_variant_die_with_it(smoke_setup, tmp_path):
-    rec = run(smoke_setup, tmp_path, "spawns_children.py")
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_children_of_the_variant_die_with_it(smoke_setup, tmp_path, sandbox):
+    rec = run(smoke_setup, tmp_path, "spawns_children.py", sandbox=sandbox)
     assert rec.status == "crash"
-    pid = int((tmp_path / "trial" / "child.pid").read_text())
+    assert (tmp_path / "trial" / "child.pid").exists()  # the child ran (its pid is the sandbox's own under bwrap)
     time.sleep(0.2)
-    assert not alive(pid)
+    assert processes_in(tmp_path / "trial") == []
 
 
 def test_preset_constant_missing_in_variant_is_named(smoke_setup, tmp_path):
@@ -102,15 +151,15 @@ def test_preset_constant_missing_in_variant_is_named(smoke_setup, tmp_path):
     assert rec.status == "crash" and "DEPTH" in rec.reason
 
 
-def test_trial_dies_when_its_parent_is_killed(smoke_setup, tmp_path):
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_trial_dies_when_its_parent_is_killed(smoke_setup, tmp_path, sandbox):
     """A SIGKILLed search must not leave its trial training: the trial notices and kills itself."""
-    import json
     import signal
     import subprocess
     import sys
 
     conf, prepared = smoke_setup
-    t = dict(conf["trial"], budget_seconds=60.0, startup_seconds=20, constants={})
+    t = dict(conf["trial"], budget_seconds=60.0, startup_seconds=20, constants={}, sandbox=sandbox)
     spec = {"variant_dir": str(make_variant(tmp_path / "variant", "ok.py")), "data": prepared.spec(),
             "trial": t, "editable": conf["editable"]}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
@@ -126,12 +175,99 @@ def test_trial_dies_when_its_parent_is_killed(smoke_setup, tmp_path):
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and alive(child_pid):
+    while time.monotonic() < deadline and (alive(child_pid) or processes_in(tmp_path / "trial")):
         time.sleep(0.2)
-    assert not alive(child_pid)
+    assert not alive(child_pid) and processes_in(tmp_path / "trial") == []
 
 
 def test_far_behind_the_reference_curve_is_stopped_early(smoke_setup, tmp_path):
     rec = run(smoke_setup, tmp_path, "ok.py", budget_seconds=3.0, stop_curve=[[0.0, 0.5], [1.0, 0.5]])
     assert rec.status == "stopped" and "early-stop limit" in rec.reason
     assert rec.saved_seconds > 0.5 and rec.training_seconds < 3.0 and rec.loss_curve
+
+
+# --- confinement: each bad variant ends in its own status with a reason naming what it did
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_writing_outside_is_rejected_even_when_the_refusal_is_caught(smoke_setup, tmp_path, sandbox):
+    planted = PROJECT_ROOT / "eval" / "planted_by_variant.py"
+    try:
+        rec = run(smoke_setup, tmp_path, "writes_outside.py", sandbox=sandbox)
+        assert not planted.exists()
+    finally:
+        planted.unlink(missing_ok=True)
+    assert rec.status == "rejected" and rec.sandbox == sandbox
+    assert rec.reason == f"the variant wrote outside its trial directory ({planted})"
+    assert rec.num_steps > 0 and rec.val_bpb is None  # it trained on after catching the refusal; never ranked
+    assert "write refused: evoresearch confinement" in (tmp_path / "trial" / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_reading_the_validation_tokens_is_rejected(smoke_setup, tmp_path, sandbox):
+    rec = run(smoke_setup, tmp_path, "reads_val.py", sandbox=sandbox)
+    val = smoke_setup[1].spec()["val"]
+    assert rec.status == "rejected", rec.reason
+    assert rec.reason == f"the variant tried to read the validation data ({os.path.realpath(val)})"
+    assert "validation tokens" not in (tmp_path / "trial" / "log.txt").read_text().split("Traceback")[0]
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_opening_a_socket_is_rejected(smoke_setup, tmp_path, sandbox, listener):
+    port, reached = listener
+    rec = run(smoke_setup, tmp_path, "opens_socket.py", sandbox=sandbox, files={"port.txt": str(port)})
+    assert rec.status == "rejected", rec.reason
+    assert rec.reason == f"the variant opened a network connection (127.0.0.1:{port})"
+    assert not reached()
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_memory_hog_is_oom_naming_the_limit(smoke_setup, tmp_path, sandbox):
+    rec = run(smoke_setup, tmp_path, "memory_hog.py", sandbox=sandbox, memory_limit_mb=1024)
+    assert rec.status == "oom", rec.reason + rec.log_tail
+    assert rec.reason.startswith("out of memory, over trial.memory_limit_mb=1024")
+    assert "can't allocate memory" in rec.reason and "(in train())" in rec.reason
+    assert rec.peak_mem_mb > 500  # it did get most of the way there
+
+
+@needs_bwrap
+def test_the_seed_variant_trains_ok_inside_bwrap(smoke_setup, tmp_path):
+    conf, prepared = smoke_setup
+    t = dict(conf["trial"], sandbox="bwrap", max_steps=4)
+    spec = {"variant_dir": str(PROJECT_ROOT), "data": prepared.spec(), "trial": t, "editable": conf["editable"]}
+    rec = run_trial_process(spec, tmp_path / "trial")
+    assert rec.status == "ok", rec.reason + rec.log_tail
+    assert rec.sandbox == "bwrap" and rec.val_bpb < rec.uniform_bpb
+    assert "trial: sandbox bwrap" in (tmp_path / "trial" / "log.txt").read_text()
+    assert json.loads((tmp_path / "trial" / "record.json").read_text())["sandbox"] == "bwrap"
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_child_process_gets_past_the_hook_but_not_past_bwrap(smoke_setup, tmp_path, sandbox, listener):
+    """The audit hook sees only the trial process; bubblewrap holds its children too. Without the
+    sandbox the child's write and connection succeed (which shows the bwrap case fails for the
+    sandbox's reasons, not the test's): the target is then a file of the test's own."""
+    port, reached = listener
+    target = PROJECT_ROOT / "planted_by_child.txt" if sandbox == "bwrap" else tmp_path / "outside.txt"
+    try:
+        rec = run(smoke_setup, tmp_path, "escapes_by_child.py", sandbox=sandbox,
+                  files={"port.txt": str(port), "target.txt": str(target)})
+        written = target.exists()
+    finally:
+        if sandbox == "bwrap":
+            target.unlink(missing_ok=True)
+    escape = json.loads((tmp_path / "trial" / "escape.json").read_text())
+    assert rec.status == "ok", rec.reason + rec.log_tail
+    if sandbox == "bwrap":
+        assert escape == {"write": "Read-only file system", "connect": "Connection refused"}
+        assert not written and not reached()
+    else:
+        assert escape == {"write": "written", "connect": "connected"}
+        assert written and reached()
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_sigkilled_trial_says_it_may_have_run_out_of_memory(smoke_setup, tmp_path, sandbox):
+    rec = run(smoke_setup, tmp_path, "killed.py", sandbox=sandbox)
+    assert rec.status == "crash" and rec.sandbox == sandbox
+    assert rec.reason.startswith("the trial process was killed by signal 9 (SIGKILL), possibly by the kernel's "
+                                 "out-of-memory killer")
