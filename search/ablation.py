@@ -20,8 +20,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -30,6 +28,7 @@ from search.ablation_effects import Effect, measure_effects
 from search.ablation_plan import LEAVE_ONE_OUT, Candidate, Change, Step, build_candidates, decompose
 from search.guards import content_hash
 from search.lineage import Lineage
+from search.liveness import dead_here, worker_name
 from search.loop import SearchRun, variant_name, variant_number
 from search.report_data import SEED, aggregate_variants, best_variant, path_from_seed, pick_variant
 from search.runs import RunState
@@ -199,6 +198,7 @@ class _Queue:
         p = variants[parent]
         message = f"{name}: {description}\n\noperator: {OPERATOR}\nparents: {parent}"
         commit = self.lineage.commit_variant(cand.files, [p["commit"]], message)
+        self.lineage.mark_candidate(commit, variant_number(name))
         attrs = {"variant": name, "commit": commit, "parents": [p["commit"]], "parent_names": [parent],
                  "description": description, "content_hash": digest, "generation": p["generation"] + 1}
         self.rows[name] = attrs
@@ -221,22 +221,9 @@ def _is_ablation(attrs: dict[str, Any]) -> bool:
     return attrs.get("operator") == OPERATOR
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _dead_here(row: dict[str, Any]) -> bool:
     """A running ablation trial whose worker was a process of this machine that no longer exists."""
-    parts = str(row.get("worker") or "").rsplit("-", 2)
-    if row.get("operator") != OPERATOR or len(parts) != 3 or not parts[1].isdigit():
-        return False
-    return parts[0] == socket.gethostname() and not _alive(int(parts[1]))
+    return row.get("operator") == OPERATOR and dead_here(row)
 
 
 def work(state: RunState, lineage: Lineage, scheduler: Scheduler, out: TextIO = sys.stdout) -> int:
@@ -259,7 +246,7 @@ def work(state: RunState, lineage: Lineage, scheduler: Scheduler, out: TextIO = 
     runner = SearchRun(conf, state.run_dir, out=out)
     runner.attach(prepare_data(state.conf["data"], state.conf["trial"]["vocab_size"], log=runner.say), lineage,
                   scheduler)
-    worker = f"{socket.gethostname()}-{os.getpid()}-ablation"
+    worker = worker_name("ablation")
     trained = 0
     while (taken := scheduler.take(worker, accept=_is_ablation)) is not None:
         runner.running[worker] = taken.attrs["variant"]

@@ -35,6 +35,8 @@ commands:
           loop (keep a change only if it beats the best beyond noise). The same run.name resumes.
   trial   train one variant (the seed, or trial.variant=<dir or commit>) for a fixed budget,
           print its summary and write its record under outputs/<run.name>/trial/
+  worker  `worker run.name=<name> storage.url=<db url> lineage.remote=<git url>`: train the queued
+          trials of a run whose producer (`run ... scheduler.workers=0`) runs on another machine
   report  `report lineage run.name=<name>`: plots, lineage tree, paths from the seed and tables
           of a run (finished, interrupted or running) in outputs/<name>/report/
           `report ablation run.name=<name> [variant=v0042]`: trains the variant without each of its
@@ -109,6 +111,19 @@ def run_command(cfg: DictConfig, run_dir: Path, llm=None) -> "RunSummary":  # no
         search.close()
 
 
+def _storage_error(exc: Exception) -> bool:
+    """The machine would not store the run (disk full, read-only or forbidden output): one line
+    saying what to fix; the run resumes with the same command afterwards."""
+    from search.loop import _is_fatal
+
+    if not _is_fatal(exc):
+        return False
+    print(f"error: the run's files could not be written: {exc}\nfree some space (or make the output "
+          "directory writable), then run the same command again: the run resumes where it stopped", file=sys.stderr)
+    _exit_codes.append(2)
+    return True
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _run_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
@@ -118,15 +133,43 @@ def _run_main(cfg: DictConfig) -> None:
     try:
         run_command(cfg, run_dir)
     except USER_ERRORS as exc:
-        _user_error(exc)
+        if not _storage_error(exc):
+            _user_error(exc)
         return
     except KeyboardInterrupt:
         _exit_codes.append(130)
         return
+    except Exception as exc:
+        if not _storage_error(exc):
+            raise
+        return
     _exit_codes.append(0)
 
 
-COMMANDS: dict[str, Callable[[], Any]] = {"run": _run_main, "trial": _trial_main}
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _worker_main(cfg: DictConfig) -> None:
+    from search.worker import worker_command
+
+    hc = HydraConfig.get()
+    data_overridden = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in hc.overrides.task)
+    try:
+        worker_command(resolved(cfg), Path(hc.runtime.output_dir), data_overridden)
+    except USER_ERRORS as exc:
+        if not _storage_error(exc):
+            _user_error(exc)
+        return
+    except KeyboardInterrupt:
+        print("interrupted: this worker's trial is re-queued for the run's other workers", file=sys.stderr)
+        _exit_codes.append(130)
+        return
+    except Exception as exc:
+        if not _storage_error(exc):
+            raise
+        return
+    _exit_codes.append(0)
+
+
+COMMANDS: dict[str, Callable[[], Any]] = {"run": _run_main, "trial": _trial_main, "worker": _worker_main}
 
 
 # --- report and export: the Compose API (no output directory or logging of their own)

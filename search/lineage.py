@@ -28,6 +28,7 @@ import git
 DEFAULT_NAME = "evoresearch"
 DEFAULT_EMAIL = "evoresearch@localhost"
 TAG_PREFIX = "search"
+CANDIDATE_REFS = "refs/search-candidates"  # refs/search-candidates/<run>/v<NNNN>: queued commits
 DEFAULT_MODE = "100644"
 TAG_NUMBER = re.compile(r"v(\d{4,})")
 MERGE_LABELS = ("a", "base", "b")
@@ -301,6 +302,10 @@ class Lineage:
 
     # --- tags ---------------------------------------------------------------------------------
 
+    def tag_ref(self, number: int) -> str:
+        """The full ref name of variant `number`'s tag (for `push`)."""
+        return self._tag_name(number, full=True)
+
     def _tag_name(self, number: int, full: bool = False) -> str:
         name = f"{TAG_PREFIX}/{self.run}/v{number:04d}"
         return f"refs/tags/{name}" if full else name
@@ -475,25 +480,47 @@ class Lineage:
 
     # --- remote -------------------------------------------------------------------------------
 
-    def _refspec(self) -> str:
-        pattern = f"refs/tags/{TAG_PREFIX}/{self.run}/*"
-        return f"+{pattern}:{pattern}"
+    def _refspec(self) -> list[str]:
+        """Every ref of this run: its variant tags and its candidates' refs."""
+        patterns = [f"refs/tags/{TAG_PREFIX}/{self.run}/*", f"{CANDIDATE_REFS}/{self.run}/*"]
+        return [f"+{p}:{p}" for p in patterns]
 
-    def push(self) -> None:
-        """Push this run's tags (and so their commits) to the remote; nothing without a remote.
+    def _candidate_ref(self, number: int) -> str:
+        return f"{CANDIDATE_REFS}/{self.run}/v{number:04d}"
 
-        Tags are force-pushed, because a resumed run may rewrite a tag's figures.
+    def mark_candidate(self, sha: str, number: int) -> None:
+        """Point the ref `refs/search-candidates/<run>/v<NNNN>` at a queued candidate's commit and
+        push it: a worker on another machine fetches the commit from the remote through it, and
+        `git gc` keeps a commit that waits long in the queue.
+
+        Raises:
+            LineageError: if `sha` is not a commit, or the push fails.
+        """
+        ref = self._candidate_ref(number)
+        with self._lock:
+            self._repo.git.update_ref(ref, self._resolve(sha))
+        self.push([ref])
+
+    def push(self, refs: list[str] | None = None) -> None:
+        """Push this run's tags and candidate refs (and so their commits) to the remote; nothing
+        without a remote.
+
+        Refs are force-pushed, because a resumed run may rewrite a tag's figures.
+
+        Args:
+            refs: full ref names to push (`tag_ref(n)`, a candidate's ref); None: all of the run's.
 
         Raises:
             LineageError: with the remote's message, if the push fails or a tag is rejected.
         """
         if self.remote is None:
             return
+        specs = [f"+{r}:{r}" for r in refs] if refs is not None else self._refspec()
         with self._lock:
             remote = git.Remote(self._repo, self.remote)
             progress = git.RemoteProgress()  # keeps the `remote:` lines a server hook prints
             try:
-                results = remote.push(self._refspec(), progress=progress)
+                results = remote.push(specs, progress=progress)
                 results.raise_if_error()
             except git.GitCommandError as exc:
                 raise LineageError(f"pushing the tags of run {self.run} to {self.remote} failed: "

@@ -14,32 +14,38 @@ best, and it becomes the new best only if it beats it by more than the seed's no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
-import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 from search import PROJECT_ROOT
 from eval.record import TrialRecord
 from search.guards import check_candidate, content_hash
+from search.failpoints import failpoint
 from search.lineage import Lineage
+from search.liveness import heartbeat_seconds, is_dead, stale_after_seconds, worker_name
 from search.llm import LLMClient, OpenAIClient, SpendCapReached, llm_available
 from search.operators import OPERATORS, OperatorContext, OperatorFailed, OperatorNotApplicable, Parent, Proposal
 from search.population import Member, NoiseFloor, improves, select_parents, select_survivors
 from search.report_data import FIGURES, SEED, aggregate_variants, best_variant, front_names, seed_noise
 from search.runner import run_trial_process
-from search.scheduler import Scheduler, Tuner
+from search.scheduler import Scheduler, SchedulerError, Tuner
 from search.summary import Progress, RunSummary, count_by, eta_seconds, results_tsv
 
 MAX_CONSECUTIVE_REFUSALS = 25  # the producer gives up after this many refused candidates in a row
 MAX_NOT_APPLICABLE = 200  # ... or after this many draws in a row where the operator had nothing to do
 # Trials that measure known code rather than try a new idea: no preflight, no early stop, no keep verdict.
 MEASURING_OPERATORS = ("seed", "ablation")
+RESULT_FILE = "result.json"  # a trained trial's record, in its trial directory until the study has it
+# Errors of the machine, not of a variant: the run stops at once (resumable) and says what to fix.
+FATAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def variant_name(number: int) -> str:
@@ -78,6 +84,9 @@ class SearchRun:
         self.idle_tries = 0
         self.production_closed = False
         self.started = time.time()
+        self.remote_worker = False  # `python -m search worker`: no producer here; the study says when it ends
+        self.fatal: BaseException | None = None  # a worker's or the producer's error that stops the run
+        self._last_reap = 0.0
         self.llm: LLMClient | None = llm
         self._llm_note = "an injected client" if llm is not None else ""
 
@@ -100,14 +109,20 @@ class SearchRun:
             self.scheduler.set_run_attr("base_commit", self.lineage.base_commit())
             self.scheduler.set_run_attr("population", self.population)
             self.scheduler.set_run_attr("started_at", self.started)
+        # Workers elsewhere (`python -m search worker`) train with these settings and learn from
+        # `production` when the run is over.
+        self.scheduler.set_run_attr("config", self.conf)
+        self.scheduler.set_run_attr("production", "open")
         self.base_commit = self.scheduler.run_attrs()["base_commit"]
+        self.lineage.mark_candidate(self.base_commit, 0)  # workers elsewhere fetch the seed through it
         self._setup_llm(attrs.get("llm_usage"))
         resumed = self.scheduler.trials()
         if resumed:
-            requeued = self.scheduler.requeue_stale(lambda row: True)
+            requeued = self._reap_dead(quiet=True)
             self.say(f"[search] resuming run {self.name}: {len(resumed)} trials in the study"
                      + (f", re-queued interrupted trial(s) {requeued}" if requeued else ""))
             self._repair_tags()
+            self._write_results()
         self._enqueue_baseline()
         self.say(f"[search] run {self.name}: {'population ' + str(self.population) if self.population else 'single lineage'}"
                  f", budget {trial['budget_seconds']:.0f}s per trial ({trial['name']}), max {self.s['max_trials']} trials, "
@@ -118,6 +133,13 @@ class SearchRun:
         enqueued): the prepared data, the run's lineage and its study, already open."""
         self.prepared, self.lineage, self.scheduler = prepared, lineage, scheduler
         self.production_closed = True
+
+    def attach_worker(self, prepared, lineage: Lineage, scheduler: Scheduler) -> None:
+        """Work for a run whose producer runs elsewhere (`python -m search worker`): train what it
+        queues until it says production is over and nothing waits or runs."""
+        self.attach(prepared, lineage, scheduler)
+        self.remote_worker = True
+        self.tuner = Tuner(scheduler, seed=self.s["seed"], sampler=self.s.get("tune_sampler", "tpe"))
 
     def _setup_llm(self, usage: dict | None) -> None:
         if self.llm is None:
@@ -139,17 +161,23 @@ class SearchRun:
         self.say(f"[search] LLM: {self._llm_note}")
 
     def _enqueue_baseline(self) -> None:
-        """The seed, trained search.noise_repeats times with different seeds (the noise floor)."""
-        if any(t.get("operator") == "seed" for t in self.scheduler.trials()):
-            return
+        """The seed, trained search.noise_repeats times with different seeds (the noise floor).
+
+        Only the repeats not in the study yet are queued (a run killed while queueing them gets
+        the rest on resume)."""
+        have = {t.get("repeat") for t in self.scheduler.trials()
+                if t.get("operator") == "seed" and t.get("status") != "requeued"}
         files = self.lineage.read_files(self.base_commit)
         digest = content_hash(files, self.editable)
         for k in range(max(1, self.s["noise_repeats"])):
+            if k in have:
+                continue
             self.scheduler.enqueue({
                 "variant": SEED, "commit": self.base_commit, "parents": [], "parent_names": [], "operator": "seed",
                 "description": "seed" if k == 0 else f"seed, repeat {k} (noise floor)", "content_hash": digest,
                 "trial_seed": self.conf["trial"]["seed"] + k, "repeat": k, "generation": 0,
             })
+            failpoint("baseline-queued")
 
     def _repair_tags(self) -> None:
         """After a crash: every finished trial's variant gets its tag (figures) if it lacks one."""
@@ -209,6 +237,8 @@ class SearchRun:
                 done = self._production_done()
                 waiting = len(self.scheduler.waiting())
             if done:
+                with self.sched_lock:
+                    self.scheduler.set_run_attr("production", "done")
                 return
             sequential_busy = not self.s["overlap"] and (waiting or self.running)
             if waiting >= self.s["queue_size"] or sequential_busy:
@@ -218,6 +248,9 @@ class SearchRun:
             try:
                 self.produce_one()
             except Exception as exc:  # a bug or an unreachable store must not kill the run silently
+                if _is_fatal(exc):
+                    self._fail(exc)
+                    return
                 self.say(f"[search] producer error: {type(exc).__name__}: {exc}")
                 self.production_closed = True
                 self.stop_if_idle()
@@ -261,6 +294,7 @@ class SearchRun:
         failure = check_candidate(proposal.files, parents[0].files, self.editable, known)
         if failure:
             return self._refuse(op.name, parents, failure.kind, failure.reason, proposal)
+        failpoint("proposed")
         return self._commit_and_enqueue(proposal, generation)
 
     def _choose_operator(self, variants: dict[str, dict[str, Any]]):
@@ -314,6 +348,7 @@ class SearchRun:
         attrs = {"operator": operator, "parent_names": [p.name for p in parents],
                  "parents": [p.commit for p in parents], "description": proposal.description if proposal else "",
                  "refusal": kind}
+        failpoint("refusing")
         if proposal is not None:
             attrs["content_hash"] = content_hash(proposal.files, self.editable)
             if "tune_trial" in proposal.extra:
@@ -336,6 +371,8 @@ class SearchRun:
                   ", ".join(p.name for p in proposal.parents)
         with self.lineage_lock:
             commit = self.lineage.commit_variant(proposal.files, [p.commit for p in proposal.parents], message)
+            failpoint("committed")
+            self.lineage.mark_candidate(commit, variant_number(name))
         attrs = {"variant": name, "commit": commit, "parents": [p.commit for p in proposal.parents],
                  "parent_names": [p.name for p in proposal.parents], "operator": proposal.operator,
                  "description": proposal.description, "rationale": proposal.rationale[:2000],
@@ -343,6 +380,7 @@ class SearchRun:
                  **{k: v for k, v in proposal.extra.items() if k in ("tune_trial", "conflicts")}}
         with self.sched_lock:
             self.scheduler.enqueue(attrs)
+        failpoint("queued")
         self.refusals_in_a_row = 0
         self.idle_tries = 0
         self.say(f"[search] queued {name} ({proposal.operator} of {','.join(p.name for p in proposal.parents)}): "
@@ -354,16 +392,15 @@ class SearchRun:
     # ------------------------------------------------------------------ workers
 
     def work(self, worker: str, env: dict[str, str] | None = None) -> None:
-        """A worker: take queued trials and train them until production is done and the queue is empty."""
+        """A worker: take queued trials and train them until the run is over (`_finished`)."""
         while not self.stop.is_set():
             self.running[worker] = "-"  # before take(): the sequential producer must see this worker busy
             with self.sched_lock:
                 taken = self.scheduler.take(worker)
             if taken is None:
                 self.running.pop(worker, None)
-                with self.sched_lock:
-                    finished = self._production_done() and not self.scheduler.waiting()
-                if finished and not any(w != worker for w in self.running):
+                self._reap_dead()
+                if self._finished(worker):
                     self.stop.set()
                     break
                 with self.cond:
@@ -371,7 +408,8 @@ class SearchRun:
                 continue
             self.running[worker] = taken.attrs["variant"]
             try:
-                self.train_taken(taken, env)
+                with self._heartbeat(taken):
+                    self.train_taken(taken, env)
             except KeyboardInterrupt:
                 with self.sched_lock:
                     self.scheduler.requeue_stale(lambda row: row["number"] == taken.number)
@@ -381,13 +419,105 @@ class SearchRun:
             with self.cond:
                 self.cond.notify_all()
 
+    def _work_guarded(self, worker: str, env: dict[str, str] | None) -> None:
+        """`work` in a thread: an error stops the whole run instead of one thread silently."""
+        try:
+            self.work(worker, env)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self.say(f"[search] stopping: {type(exc).__name__}: {exc}")
+        self.stop.set()
+        with self.cond:
+            self.cond.notify_all()
+
+    def _finished(self, worker: str | None) -> bool:
+        """Nothing is left to do: production is over (here, or as the producer recorded it in the
+        study), nothing waits, no trial of the study is running anywhere, and no other worker of
+        this process is busy. A trial running elsewhere keeps every worker on watch, to train it
+        again should its worker die."""
+        with self.sched_lock:
+            if self.remote_worker:
+                if self.scheduler.run_attrs().get("production") != "done":
+                    return False
+            elif not self._production_done():
+                return False
+            if self.scheduler.waiting() or self.scheduler.running():
+                return False
+        return not any(w != worker for w in self.running)
+
+    def _reap_dead(self, quiet: bool = False) -> list[int]:
+        """Re-queue RUNNING trials whose worker died (see search.liveness); at most every few seconds."""
+        now = time.time()
+        sched = self.conf["scheduler"]
+        if not quiet and now - self._last_reap < min(5.0, heartbeat_seconds(sched)):
+            return []
+        self._last_reap = now
+        after = stale_after_seconds(sched)
+        with self.sched_lock:
+            dead = [row for row in self.scheduler.running() if is_dead(row, now, after)]
+        recovered = {row["number"] for row in dead if self._recover(row)}
+        with self.sched_lock:
+            requeued = self.scheduler.requeue_stale(
+                lambda row: row["number"] not in recovered and is_dead(row, now, after))
+        if requeued and not quiet:
+            self.say(f"[search] re-queued trial(s) {requeued}: their worker died or went silent")
+        return requeued
+
+    def _trial_dir(self, number: int, variant: str) -> Path:
+        return self.run_dir / "trials" / f"{number:04d}-{variant}"
+
+    def _recover(self, row: dict[str, Any]) -> bool:
+        """Report the result a dead worker of this machine left in its trial directory (it trained
+        the variant, then died before the study heard): the variant is not trained twice."""
+        path = self._trial_dir(row["number"], str(row.get("variant"))) / RESULT_FILE
+        try:
+            saved = json.loads(path.read_text())
+            record = TrialRecord.from_json(json.dumps(saved["record"]))
+            with self.sched_lock:
+                taken = self.scheduler.resume_taken(row["number"])
+        except (OSError, ValueError, KeyError, TypeError, SchedulerError):
+            return False
+        self._finish(taken, record, float(saved.get("preflight_seconds") or 0.0))
+        self.say(f"[search] recovered the result of {row['variant']} (trial {row['number']}), trained before "
+                 "its worker died")
+        return True
+
+    @contextmanager
+    def _heartbeat(self, taken):
+        """Mark the taken trial alive every scheduler.heartbeat_seconds while it trains."""
+        done = threading.Event()
+        every = heartbeat_seconds(self.conf["scheduler"])
+
+        def beat() -> None:
+            while not done.wait(every):
+                try:
+                    with self.sched_lock:
+                        if not self.scheduler.heartbeat(taken):
+                            return
+                except Exception as exc:  # a missed beat is retried; the trial goes on
+                    self.say(f"[search] heartbeat of trial {taken.number} failed: {type(exc).__name__}: {exc}")
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{taken.number}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=10)
+
     def train_taken(self, taken, env: dict[str, str] | None = None) -> TrialRecord:
         attrs = taken.attrs
         name = attrs["variant"]
-        trial_dir = self.run_dir / "trials" / f"{taken.number:04d}-{name}"
+        trial_dir = self._trial_dir(taken.number, name)
         variant_dir = trial_dir / "variant"
         with self.lineage_lock:
+            self.lineage.fetch([attrs["commit"]])  # from the shared remote (nothing without one)
             files = self.lineage.read_files(attrs["commit"])
+        failpoint("training")
         for rel, text in files.items():
             (variant_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             (variant_dir / rel).write_text(text)
@@ -410,6 +540,9 @@ class SearchRun:
         if record is None:
             self.say(f"[search] training {name} ({attrs['operator']}): {attrs['description']}")
             record = run_trial_process(dict(spec, trial=trial), trial_dir / "trial", env=env)
+        # Kept before the study hears of it: a crash from here on loses no training (`_recover`).
+        _write_atomic(trial_dir / RESULT_FILE, json.dumps(
+            {"record": json.loads(record.to_json()), "preflight_seconds": preflight_seconds}))
         self._finish(taken, record, preflight_seconds)
         return record
 
@@ -440,8 +573,10 @@ class SearchRun:
                 extra["kept"] = bool(record.status == "ok" and record.val_bpb is not None and (
                     best is None or improves(record.val_bpb, best["val_bpb"], noise.floor if noise else 0.0)))
             values = (record.val_bpb, record.peak_mem_mb) if record.status == "ok" else None
+            failpoint("finishing")
             self.scheduler.finish(taken, record.status, values, extra)
-            if "tune_trial" in attrs:
+            failpoint("finished")
+            if "tune_trial" in attrs and hasattr(self, "tuner"):
                 self.tuner.report(attrs["tune_trial"], record.val_bpb if record.status == "ok" else None)
             variants = self._variants()
             noise = self._noise(variants)
@@ -449,6 +584,7 @@ class SearchRun:
                 self.scheduler.set_run_attr("noise", {"mean": noise.mean, "std": noise.std, "n": noise.n,
                                                       "floor": noise.floor})
         self._tag(attrs["variant"], variants[attrs["variant"]])
+        failpoint("tagged")
         verdict = "" if "kept" not in extra else (" -> keep" if extra["kept"] else " -> discard")
         figure = f"val_bpb {record.val_bpb:.6f}" if record.val_bpb is not None else _first_line(record.reason)
         self.say(f"[search] {attrs['variant']} {record.status}: {figure}{verdict}")
@@ -461,6 +597,7 @@ class SearchRun:
                        parents=info["parents"], runs=len(info["runs"]))
         with self.lineage_lock:
             self.lineage.tag(info["commit"], variant_number(name), figures)
+            self.lineage.push([self.lineage.tag_ref(variant_number(name))])  # nothing without a remote
 
     # ------------------------------------------------------------------ output
 
@@ -475,9 +612,7 @@ class SearchRun:
     def _write_results(self) -> None:
         with self.sched_lock:
             text = results_tsv(self.scheduler.trials())
-        tmp = self.run_dir / "results.tsv.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, self.run_dir / "results.tsv")
+        _write_atomic(self.run_dir / "results.tsv", text, "results-written")
 
     def progress(self) -> Progress:
         with self.sched_lock:
@@ -515,12 +650,29 @@ class SearchRun:
             llm=usage)
 
     def _workers(self) -> int:
+        return max(1, len(self.worker_envs()))
+
+    def worker_envs(self) -> list[dict[str, str]]:
+        """One environment per worker of this process (scheduler.workers).
+
+        `auto`: one worker per visible GPU, each pinned to its device with CUDA_VISIBLE_DEVICES
+        (the ids the user made visible, if any), or a single unpinned worker without a GPU. A
+        number N > 1 shares the CPU cores out with OMP_NUM_THREADS. 0: no worker (the producer
+        only; workers elsewhere train).
+        """
         workers = self.conf["scheduler"]["workers"]
         if workers == "auto":
-            import torch
-
-            return max(1, torch.cuda.device_count())
-        return max(1, int(workers))
+            return [{"CUDA_VISIBLE_DEVICES": d} for d in visible_gpus()] or [{}]
+        try:
+            n = int(workers)
+        except (TypeError, ValueError):
+            n = -1
+        if n < 0:
+            raise ValueError(f"scheduler.workers={workers!r}: give a number of workers (0: produce only) or auto")
+        if n <= 1:
+            return [{}] * n
+        cores = os.cpu_count() or 1
+        return [{"OMP_NUM_THREADS": str(max(1, cores // n))} for _ in range(n)]
 
     def stop_if_idle(self) -> None:
         with self.cond:
@@ -531,23 +683,22 @@ class SearchRun:
     def run(self) -> RunSummary:
         """Set up, run producer and workers to the end (or Ctrl-C), print and return the summary."""
         self.setup()
+        envs = self.worker_envs()
         producer = threading.Thread(target=self.produce, name="producer", daemon=True)
         producer.start()
-        n = self._workers()
         interrupted = False
         try:
-            if n == 1:
-                self.work(f"{socket.gethostname()}-{os.getpid()}-w0")
+            if len(envs) == 1:
+                self.work(worker_name("w0"), envs[0])
+            elif not envs:
+                self.say("[search] scheduler.workers=0: producing only; start workers with "
+                         f"`python -m search worker run.name={self.name} storage.url=... lineage.remote=...`")
+                self.coordinate()
             else:
-                threads = []
-                cores = os.cpu_count() or 1
-                for i in range(n):
-                    env = {"CUDA_VISIBLE_DEVICES": str(i)} if self.conf["scheduler"]["workers"] == "auto" else {
-                        "OMP_NUM_THREADS": str(max(1, cores // n))}
-                    th = threading.Thread(target=self.work, args=(f"{socket.gethostname()}-{os.getpid()}-w{i}", env),
-                                          name=f"worker-{i}", daemon=True)
+                threads = [threading.Thread(target=self._work_guarded, args=(worker_name(f"w{i}"), env),
+                                            name=f"worker-{i}", daemon=True) for i, env in enumerate(envs)]
+                for th in threads:
                     th.start()
-                    threads.append(th)
                 while any(th.is_alive() for th in threads):
                     for th in threads:
                         th.join(timeout=0.5)
@@ -560,7 +711,9 @@ class SearchRun:
                 self.cond.notify_all()
             producer.join(timeout=30)
             self._save_llm_usage()
-            self._write_results()
+            self._write_results_if_possible()
+        if self.fatal is not None:
+            raise self.fatal
         summary = self.summary()
         self.say(summary.text())
         self.say(f"[search] results: {self.run_dir / 'results.tsv'}; study: {self.scheduler.url}")
@@ -568,9 +721,69 @@ class SearchRun:
             raise KeyboardInterrupt
         return summary
 
+    def coordinate(self) -> None:
+        """Without workers of its own: re-queue trials of dead workers, keep this repository's tags
+        in step with the study, and return when the run is over."""
+        while not self.stop.is_set():
+            self._reap_dead()
+            if self._finished(None):
+                break
+            with self.cond:
+                self.cond.wait(1.0)
+        self._repair_tags()
+
+    def work_until_done(self) -> None:
+        """`python -m search worker`: this process's workers train until the run is over."""
+        envs = self.worker_envs() or [{}]
+        try:
+            threads = [threading.Thread(target=self._work_guarded, args=(worker_name(f"w{i}"), env),
+                                        name=f"worker-{i}", daemon=True) for i, env in enumerate(envs)]
+            for th in threads:
+                th.start()
+            while any(th.is_alive() for th in threads):
+                for th in threads:
+                    th.join(timeout=0.5)
+        finally:
+            self.stop.set()
+            self._write_results_if_possible()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _write_results_if_possible(self) -> None:
+        try:
+            self._write_results()
+        except OSError as exc:
+            self.say(f"[search] could not write {self.run_dir / 'results.tsv'}: {exc}")
+
     def close(self) -> None:
         if hasattr(self, "lineage"):
             self.lineage.close()
+
+
+def _write_atomic(path: Path, text: str, point: str | None = None) -> None:
+    """Write `text` to `path` through a temporary file: a crash leaves the old file or the new."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    if point:
+        failpoint(point)
+    os.replace(tmp, path)
+
+
+def visible_gpus() -> list[str]:
+    """The ids of the GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else 0..N-1."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    """The machine refuses to store the run (disk full, read-only or forbidden output)."""
+    if isinstance(exc, OSError) and exc.errno in FATAL_ERRNOS:
+        return True
+    return "database or disk is full" in str(exc)
 
 
 def _read_program(path: str) -> str:

@@ -17,9 +17,10 @@ Two things Optuna does not do for us with ask/tell, done here:
   trial when the queue is empty, which a worker racing another one for the last candidate would
   hit; `take()` makes the same storage call that `ask()` makes to pop a waiting trial and skips
   the fallback, so no stray trial can appear.
-- A killed worker leaves its trial RUNNING for ever (heartbeats are for `optimize` on RDB only).
-  `requeue_stale()` fails such trials (status `requeued`) and enqueues a fresh copy of their
-  candidate. Call it from one process (the coordinator), e.g. on resume.
+- A killed worker leaves its trial RUNNING for ever (Optuna's heartbeats are for `optimize` on
+  RDB only). Workers mark their trial alive with `heartbeat()`; `requeue_stale()` fails a trial
+  its caller judges dead (status `requeued`) and enqueues a fresh copy of its candidate. Any
+  process may call it: a trial finished meanwhile, or failed by another caller first, is skipped.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ JOURNAL_PREFIX = "journal:"
 
 # Written by this module; a candidate or a trial's extra figures may not use them.
 _CANDIDATE_KEYS = "candidate_keys"  # the names of the candidate's own attributes, for re-queueing
-_RUNTIME_ATTRS = ("worker", "started_at", "status", "finished_at")
+_RUNTIME_ATTRS = ("worker", "started_at", "heartbeat", "status", "finished_at")
 _ROW_KEYS = ("number", "state", "values", "datetime_start", "datetime_complete")
 _RESERVED = frozenset((_CANDIDATE_KEYS, "requeued_from", *_RUNTIME_ATTRS, *_ROW_KEYS))
 
@@ -236,6 +237,25 @@ class Scheduler:
         """The candidate attributes of the WAITING trials, oldest first."""
         return [_candidate(t) for t in self._frozen((TrialState.WAITING,))]
 
+    def running(self) -> list[dict[str, Any]]:
+        """The rows (as in `trials()`) of the RUNNING trials: taken by a worker, not yet finished."""
+        return [_row(t) for t in self._frozen((TrialState.RUNNING,))]
+
+    def resume_taken(self, number: int) -> TakenTrial:
+        """The TakenTrial of a RUNNING trial whose worker died after training it, so that the result
+        it left behind can be reported with `finish` instead of training the candidate again.
+
+        Raises:
+            SchedulerError: if the trial is not RUNNING.
+        """
+        trial_id = self._trial_id(number)
+        frozen = self._storage.get_trial(trial_id)
+        if frozen.state != TrialState.RUNNING:
+            raise SchedulerError(f"trial {number} is {frozen.state.name}, not RUNNING")
+        attrs = {**_candidate(frozen), **{k: frozen.user_attrs[k] for k in ("worker", "started_at")
+                                          if k in frozen.user_attrs}}
+        return TakenTrial(number=number, attrs=attrs, trial=optuna.Trial(self.study, trial_id))
+
     def take(self, worker: str, accept: Callable[[dict[str, Any]], bool] | None = None) -> TakenTrial | None:
         """Take the oldest WAITING trial for `worker`; None if there is none.
 
@@ -265,6 +285,19 @@ class Scheduler:
             attrs = {**_candidate(frozen), "worker": worker, "started_at": started_at}
             return TakenTrial(number=frozen.number, attrs=attrs, trial=trial)
         return None
+
+    def heartbeat(self, taken: TakenTrial) -> bool:
+        """Mark a taken trial alive now (user attribute `heartbeat`, epoch seconds): other processes
+        re-queue a RUNNING trial whose heartbeat stops (see `requeue_stale`).
+
+        Returns:
+            False if the trial is finished already (its worker reported it, or it was re-queued).
+        """
+        try:
+            self._storage.set_trial_user_attr(self._trial_id(taken.number), "heartbeat", self._clock())
+        except UpdateFinishedTrialError:
+            return False
+        return True
 
     def finish(self, taken: TakenTrial, status: str, values: tuple[float, float] | None,
                extra: dict[str, Any]) -> None:

@@ -494,3 +494,27 @@ def test_push_rejected_by_the_remote_carries_its_message(repo, tmp_path):
         lin.tag(lin.base_commit(), 0, {})
         with pytest.raises(LineageError, match="tags are frozen on this server"):
             lin.push()
+
+
+def test_a_queued_candidate_reaches_another_machine_before_it_has_a_tag(repo, lineage, tmp_path):
+    bare = tmp_path / "shared.git"
+    git_(tmp_path, "init", "-q", "--bare", str(bare))
+    other = tmp_path / "other"
+    git_(tmp_path, "clone", "-q", str(bare), str(other))
+    base = lineage.base_commit()
+    a = child(lineage, base, train=TRAIN + "# queued\n")
+    with Lineage(repo, "run1", EDITABLE, remote=str(bare)) as producer:
+        producer.mark_candidate(a, 7)
+        producer.tag(base, 0, {"val_bpb": 1.5})
+        producer.push([producer.tag_ref(0)])  # only the ref named
+    assert git_(bare, "for-each-ref", "--format=%(refname) %(objectname)", "refs/search-candidates").split() == \
+        ["refs/search-candidates/run1/v0007", a]
+    assert git_(bare, "for-each-ref", "--format=%(refname)", "refs/tags").split() == ["refs/tags/search/run1/v0000"]
+    with Lineage(other, "run1", EDITABLE, remote=str(bare)) as worker:
+        worker.fetch([a])
+        assert worker.read_files(a)["train/train.py"] == TRAIN + "# queued\n"
+        assert worker.tags() == {0: (base, {"val_bpb": 1.5})}  # a candidate ref is not a variant tag
+    # Without a remote the ref is still made: git gc keeps a commit that waits in the queue.
+    b = child(lineage, base, train=TRAIN + "# local\n")
+    lineage.mark_candidate(b, 8)
+    assert git_(repo, "rev-parse", "refs/search-candidates/run1/v0008").strip() == b

@@ -1,0 +1,137 @@
+"""Kill the search again and again, at every point where a crash could lose or duplicate work.
+
+The real CLI (`python -m search run +population=3 experiment=cpu_smoke llm=none`) is SIGKILLed,
+whole process group at once, first at each named failpoint (search/failpoints.py: after a commit,
+after a queue write, before a trial starts, after a trial trained but before the study heard,
+after the study heard but before the tag, in the middle of rewriting results.tsv, ...), then at
+seeded random moments; each time the same command is run again. At the end every trained variant
+has exactly one result, one tag at its commit and one row in results.tsv; none is lost, none was
+trained twice (one harness record per variant), and nothing waits or runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SHAKESPEARE
+from smoke_run import ROOT, git, make_seed_repo
+from search.report_data import SEED
+from search.scheduler import Scheduler
+
+pytestmark = pytest.mark.slow
+
+MAX_TRIALS = 9
+NOISE_REPEATS = 2
+# (failpoint, which pass of it in that process): each run is killed there, then resumed.
+FAILPOINT_KILLS = [
+    ("baseline-queued", 1),  # the first start, one seed repeat queued of two
+    ("training", 1),  # a trial taken, its process not started
+    ("finishing", 1),  # trained, result not in the study: recovered from the trial directory
+    ("finished", 1),  # result in the study, no tag yet
+    ("committed", 1),  # a candidate's commit, no trial
+    ("queued", 2),  # candidates waiting in the queue
+    ("tagged", 1),  # tagged, results.tsv stale
+    ("results-written", 1),  # the new results.tsv beside the old
+    ("proposed", 2),  # a guarded candidate, nothing stored
+]
+RANDOM_KILLS = 3
+
+
+def _command(tmp_path: Path, repo: Path) -> list[str]:
+    return [sys.executable, "-m", "search", "run", "+population=3", "experiment=cpu_smoke", "llm=none",
+            f"data.path={SHAKESPEARE}", f"data.cache_dir={tmp_path / 'cache'}", f"lineage.repo={repo}",
+            "run.name=kills", f"hydra.run.dir={tmp_path / 'out'}", f"search.max_trials={MAX_TRIALS}",
+            f"search.noise_repeats={NOISE_REPEATS}", "search.preflight=false", "trial.budget_seconds=30",
+            "trial.max_steps=3", "search.queue_size=2"]
+
+
+def _run(cmd: list[str], failpoint: str | None = None, kill_after: float | None = None) -> tuple[int, str]:
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", OPENAI_API_KEY="")
+    env.pop("EVORESEARCH_FAILPOINT", None)
+    if failpoint:
+        env["EVORESEARCH_FAILPOINT"] = failpoint
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=kill_after if kill_after is not None else 600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole group, git children included
+        out, _ = proc.communicate()
+        return -signal.SIGKILL, out
+    return proc.returncode, out
+
+
+def test_killed_at_every_point_and_at_random_it_resumes_and_loses_nothing(tmp_path):
+    if not SHAKESPEARE.exists():
+        pytest.skip(f"{SHAKESPEARE} is missing")
+    repo = make_seed_repo(tmp_path / "repo")
+    cmd = _command(tmp_path, repo)
+    logs: list[str] = []  # each run's output, for the failure messages
+    said: list[str] = []  # each run's whole output
+    kills = 0
+    for point, nth in FAILPOINT_KILLS:
+        code, out = _run(cmd, failpoint=f"{point}:{nth}")
+        logs.append(f"--- failpoint {point}:{nth} -> {code}\n{out[-3000:]}")
+        said.append(out)
+        assert code == -signal.SIGKILL and f"[failpoint] {point}" in out, "\n".join(logs[-2:])
+        kills += 1
+    rng = random.Random(7)
+    for _ in range(RANDOM_KILLS):
+        code, out = _run(cmd, kill_after=rng.uniform(4.0, 12.0))
+        logs.append(f"--- random kill -> {code}\n{out[-3000:]}")
+        said.append(out)
+        kills += code == -signal.SIGKILL
+    code, out = _run(cmd)
+    logs.append(f"--- final run -> {code}\n{out[-3000:]}")
+    assert code == 0, "\n".join(logs[-3:])
+    assert kills >= len(FAILPOINT_KILLS) + 1
+    assert "recovered the result of" in "\n".join(said + [out]), "the kill after training should be recovered, not retrained"
+
+    rows = Scheduler(None, tmp_path / "out", "kills", create=False).trials()
+    assert not [r for r in rows if r["state"] in ("WAITING", "RUNNING")], "\n".join(logs[-2:])
+    trained = [r for r in rows if r.get("trained") and r.get("status") != "requeued"]
+    assert len(trained) == MAX_TRIALS, [(r["number"], r.get("variant"), r.get("status")) for r in rows]
+    per_variant: dict[str, list[dict]] = {}
+    for r in trained:
+        per_variant.setdefault(r["variant"], []).append(r)
+    assert len(per_variant.pop(SEED)) == NOISE_REPEATS
+    assert all(len(v) == 1 for v in per_variant.values()), {k: len(v) for k, v in per_variant.items()}
+
+    # One tag per trained variant, at the commit the study names.
+    tags = {}
+    for line in git(repo, "for-each-ref", "--format=%(refname:short) %(*objectname)", "refs/tags/search/kills").split("\n"):
+        if line:
+            name, sha = line.split()
+            tags[name.rsplit("/", 1)[1]] = sha
+    assert set(tags) == {r["variant"] for r in trained}
+    assert all(tags[r["variant"]] == r["commit"] for r in trained)
+
+    # One results.tsv row per trained trial.
+    lines = (tmp_path / "out" / "results.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    described = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+    assert sorted(d["commit"] for d in described if d["commit"]) == sorted(r["commit"][:7] for r in trained)
+
+    # None trained twice: one completed harness record per trained variant over all trial directories.
+    # The only excuse for a second is a random kill that fell between the harness writing its record
+    # and the search reading it (the one-time token that proves a record died with the search): the
+    # killed trial is then `requeued` and its directory holds no result.json.
+    status = {r["number"]: r.get("status") for r in rows}
+    records: dict[str, int] = {}
+    for record in (tmp_path / "out" / "trials").glob("*/trial/record.json"):
+        number, variant = record.parent.parent.name.split("-", 1)
+        lost_in_flight = status.get(int(number)) == "requeued" and not (record.parent.parent / "result.json").exists()
+        if not lost_in_flight:
+            records[variant] = records.get(variant, 0) + 1
+    assert records.pop(SEED) == NOISE_REPEATS
+    assert all(n == 1 for n in records.values()), records
+    assert not list((tmp_path / "out").glob("*.tmp"))
+    print(json.dumps({"kills": kills, "trained": len(trained), "variants": len(per_variant) + 1}))
