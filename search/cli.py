@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -318,6 +319,35 @@ def default_preset_overrides(overrides: list[str]) -> list[str]:
     return overrides + ["trial=gpu"] if torch.cuda.is_available() else overrides
 
 
+def output_dir_problem(overrides: list[str]) -> str | None:
+    """Why the run directory (hydra.run.dir) cannot be written, or None if it can (or is not known
+    before Hydra runs: multirun, or a config Hydra will itself report as wrong). Hydra would
+    otherwise fail creating it with a traceback."""
+    if any(o.startswith("-") for o in overrides):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            run_dir = Path(compose(config_name="config", overrides=overrides, return_hydra_config=True).hydra.run.dir)
+    except Exception:  # noqa: BLE001 - Hydra reports a wrong override itself, better than here
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+    existing = run_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        probe = Path(tempfile.mkdtemp(prefix=".evoresearch-write-test-", dir=existing))
+        probe.rmdir()
+    except OSError as exc:
+        return (f"the run directory {run_dir} cannot be written ({exc.strerror}: {existing}): free some space or "
+                "make it writable, or choose another with hydra.run.dir=<dir>; a run resumes with the same command")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `python -m search <command> ...` to the command's Hydra entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -331,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown command {command!r}; the commands are: {', '.join([*COMMANDS, *PLAIN_COMMANDS])}\n",
               file=sys.stderr)
         print(USAGE, file=sys.stderr)
+        return 2
+    problem = output_dir_problem(overrides)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     sys.argv = [f"python -m search {command}"] + default_preset_overrides(overrides)
     _exit_codes.clear()

@@ -45,10 +45,10 @@ FAILPOINT_KILLS = [
 RANDOM_KILLS = 3
 
 
-def _command(tmp_path: Path, repo: Path) -> list[str]:
+def _command(tmp_path: Path, repo: Path, max_trials: int = MAX_TRIALS) -> list[str]:
     return [sys.executable, "-m", "search", "run", "+population=3", "experiment=cpu_smoke", "llm=none",
             f"data.path={SHAKESPEARE}", f"data.cache_dir={tmp_path / 'cache'}", f"lineage.repo={repo}",
-            "run.name=kills", f"hydra.run.dir={tmp_path / 'out'}", f"search.max_trials={MAX_TRIALS}",
+            "run.name=kills", f"hydra.run.dir={tmp_path / 'out'}", f"search.max_trials={max_trials}",
             f"search.noise_repeats={NOISE_REPEATS}", "search.preflight=false", "trial.budget_seconds=30",
             "trial.max_steps=3", "search.queue_size=2"]
 
@@ -135,3 +135,54 @@ def test_killed_at_every_point_and_at_random_it_resumes_and_loses_nothing(tmp_pa
     assert all(n == 1 for n in records.values()), records
     assert not list((tmp_path / "out").glob("*.tmp"))
     print(json.dumps({"kills": kills, "trained": len(trained), "variants": len(per_variant) + 1}))
+
+
+def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_same_command_resumes_it(tmp_path):
+    if not SHAKESPEARE.exists():
+        pytest.skip(f"{SHAKESPEARE} is missing")
+    repo = make_seed_repo(tmp_path / "repo")
+    cmd = _command(tmp_path, repo, max_trials=3)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    full = out_dir / "results.tsv.tmp"
+    full.symlink_to("/dev/full")  # every write there fails with ENOSPC, as on a full disk
+    code, out = _run(cmd)
+    assert code == 2, out[-3000:]
+    assert "error: the run's files could not be written" in out and "No space left on device" in out
+    assert "run the same command again" in out and "Traceback" not in out
+    kept = [r for r in Scheduler(None, out_dir, "kills", create=False).trials() if r.get("trained")]
+    assert kept, "the trial trained before the disk filled keeps its result"
+    full.unlink()
+    code, out = _run(cmd)
+    assert code == 0 and "resuming run kills" in out, out[-3000:]
+    rows = Scheduler(None, out_dir, "kills", create=False).trials()
+    trained = [r for r in rows if r.get("trained") and r.get("status") != "requeued"]
+    assert len(trained) == 3 and not [r for r in rows if r["state"] in ("WAITING", "RUNNING")]
+    assert {r["number"] for r in kept} <= {r["number"] for r in trained}  # nothing trained before was redone
+    assert len((out_dir / "results.tsv").read_text().splitlines()) == 1 + len(trained)
+
+
+def _make_unwritable(path: Path) -> bool:
+    if os.geteuid() != 0:
+        path.chmod(0o500)
+        return True
+    return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def test_an_unwritable_output_directory_is_one_clear_line(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if not _make_unwritable(locked):
+        pytest.skip("cannot make a directory unwritable here (chattr +i refused)")
+    try:
+        env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", OPENAI_API_KEY="")
+        done = subprocess.run([sys.executable, "-m", "search", "run", "experiment=cpu_smoke", "llm=none",
+                               "run.name=x", f"hydra.run.dir={locked / 'x'}"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+        locked.chmod(0o700)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: the run directory {locked / 'x'} cannot be written")
+    assert "Traceback" not in done.stderr and not (locked / "x").exists()
