@@ -391,6 +391,35 @@ def test_tuner_suggests_within_ranges_and_learns_from_reports(tmp_path):
     assert len(Tuner(s).study.trials) == 6  # the same study on resume; bad ranges asked for nothing
 
 
+def test_random_tuner_draws_within_ranges_reproducibly_by_seed(tmp_path):
+    from search.scheduler import Scheduler, Tuner
+
+    ranges = {"LR": [0.001, 0.1, True], "WD": [0.0, 0.3]}
+
+    def draws(run: str, seed: int) -> list[dict[str, float]]:
+        tuner = Tuner(Scheduler(None, tmp_path / run, run), seed=seed, sampler="random")
+        assert isinstance(tuner.study.sampler, optuna.samplers.RandomSampler)
+        out = []
+        for _ in range(4):
+            number, values = tuner.suggest(ranges)
+            tuner.report(number, values["LR"])
+            out.append(values)
+        return out
+
+    first = draws("a", seed=3)
+    assert all(0.001 <= v["LR"] <= 0.1 and 0.0 <= v["WD"] <= 0.3 for v in first)
+    assert len({v["LR"] for v in first}) == 4
+    assert draws("b", seed=3) == first  # the same seed, the same draws
+    assert draws("c", seed=4) != first
+
+
+def test_unknown_tune_sampler_is_refused_by_its_setting(tmp_path):
+    from search.scheduler import Scheduler, Tuner
+
+    with pytest.raises(ValueError, match=r"search\.tune_sampler='grid'"):
+        Tuner(Scheduler(None, tmp_path, "tune"), sampler="grid")
+
+
 # --- opening an existing study only (reports)
 
 @pytest.mark.parametrize("url", [None, "journal:study.journal"])
