@@ -23,10 +23,11 @@ from search import PROJECT_ROOT
 from eval.download import DataError
 from search.config import register_configs
 from search.lineage import LineageError
+from search.sandbox import SandboxError
 
 register_configs()
 
-USER_ERRORS = (DataError, LineageError, FileNotFoundError, ValueError)
+USER_ERRORS = (DataError, LineageError, SandboxError, FileNotFoundError, ValueError)
 CONF_DIR = str(PROJECT_ROOT / "conf")
 
 USAGE = """usage: python -m search <command> [overrides] [--help] [--cfg job]

@@ -36,6 +36,7 @@ from search.operators import OPERATORS, OperatorContext, OperatorFailed, Operato
 from search.population import Member, NoiseFloor, improves, select_parents, select_survivors
 from search.report_data import FIGURES, SEED, aggregate_variants, best_variant, front_names, seed_noise
 from search.runner import run_trial_process
+from search.sandbox import resolve_sandbox
 from search.scheduler import Scheduler, SchedulerError, Tuner
 from search.summary import Progress, RunSummary, count_by, eta_seconds, results_tsv
 
@@ -98,6 +99,7 @@ class SearchRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(self.conf, indent=2, default=str))
         trial = self.conf["trial"]
+        resolve_sandbox(trial.get("sandbox") or "auto")  # trial.sandbox=bwrap that cannot work: an error now
         self.prepared = prepare_data(self.conf["data"], trial["vocab_size"], log=self.say)
         repo = self.conf["lineage"]["repo"] or str(PROJECT_ROOT)
         self.lineage = Lineage(Path(repo), self.name, self.editable, self.conf["lineage"].get("remote"))
@@ -481,9 +483,9 @@ class SearchRun:
                 taken = self.scheduler.resume_taken(row["number"])
         except (OSError, ValueError, KeyError, TypeError, SchedulerError):
             return False
-        self._finish(taken, record, float(saved.get("preflight_seconds") or 0.0))
         self.say(f"[search] recovered the result of {row['variant']} (trial {row['number']}), trained before "
                  "its worker died")
+        self._finish(taken, record, float(saved.get("preflight_seconds") or 0.0))
         return True
 
     @contextmanager

@@ -22,6 +22,7 @@ from search import PROJECT_ROOT
 from search.lineage import Lineage
 from search.liveness import worker_process
 from search.loop import SearchRun
+from search.sandbox import resolve_sandbox
 from search.scheduler import Scheduler, SchedulerError
 
 
@@ -58,6 +59,7 @@ def worker_command(conf: dict[str, Any], run_dir: Path, data_overridden: bool = 
     from eval.prepare import prepare_data
 
     merged = producer_config(conf, data_overridden)
+    resolve_sandbox(merged["trial"].get("sandbox") or "auto")  # this machine's bubblewrap, checked before any trial
     name = merged["run"]["name"]
     run_dir.mkdir(parents=True, exist_ok=True)
     search = SearchRun(merged, run_dir)

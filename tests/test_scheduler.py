@@ -434,3 +434,28 @@ def test_open_existing_reads_without_creating(tmp_path, url):
     assert [t["variant"] for t in reader.trials()] == ["v0000"] and reader.run_attrs()["base_commit"] == "abc"
     with pytest.raises(SchedulerError, match="no study named 'other'"):
         Scheduler(url, tmp_path / "run", "other", create=False)
+
+
+def test_heartbeats_mark_a_running_trial_and_stop_at_its_end(open_scheduler):
+    clock = Clock(100.0)
+    sched = open_scheduler(clock)
+    sched.enqueue(candidate(0))
+    taken = sched.take("w")
+    clock.now = 130.0
+    assert sched.heartbeat(taken)
+    assert sched.running()[0]["heartbeat"] == 130.0
+    sched.finish(taken, "crash", None, {"reason": "boom"})
+    assert not sched.heartbeat(taken)  # finished: nothing to mark, no error
+    assert sched.running() == []
+
+
+def test_a_dead_workers_trained_trial_can_be_finished_from_its_left_result(open_scheduler):
+    sched = open_scheduler()
+    sched.enqueue(candidate(0))
+    sched.take("host-123-w0")
+    again = open_scheduler().resume_taken(0)  # another process, after the worker died
+    assert again.attrs["variant"] == "v0000" and again.attrs["worker"] == "host-123-w0"
+    open_scheduler().finish(again, "ok", (1.5, 100.0), {"reason": ""})
+    assert by_number(sched)[0]["state"] == "COMPLETE"
+    with pytest.raises(SchedulerError, match="not RUNNING"):
+        sched.resume_taken(0)
