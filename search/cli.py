@@ -116,9 +116,9 @@ def run_command(cfg: DictConfig, run_dir: Path, llm=None) -> "RunSummary":  # no
 def _storage_error(exc: Exception) -> bool:
     """The machine would not store the run (disk full, read-only or forbidden output): one line
     saying what to fix; the run resumes with the same command afterwards."""
-    from search.loop import _is_fatal
+    from search.loop import is_fatal
 
-    if not _is_fatal(exc):
+    if not is_fatal(exc):
         return False
     print(f"error: the run's files could not be written: {exc}\nfree some space (or make the output "
           "directory writable), then run the same command again: the run resumes where it stopped", file=sys.stderr)

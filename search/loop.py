@@ -112,8 +112,9 @@ class SearchRun:
             self.scheduler.set_run_attr("population", self.population)
             self.scheduler.set_run_attr("started_at", self.started)
         # Workers elsewhere (`python -m search worker`) train with these settings and learn from
-        # `production` when the run is over.
-        self.scheduler.set_run_attr("config", self.conf)
+        # `production` when the run is over. Not the storage and remote URLs, which may hold
+        # credentials: each worker gives its own.
+        self.scheduler.set_run_attr("config", {k: v for k, v in self.conf.items() if k not in ("storage", "lineage")})
         self.scheduler.set_run_attr("production", "open")
         self.base_commit = self.scheduler.run_attrs()["base_commit"]
         self.lineage.mark_candidate(self.base_commit, 0)  # workers elsewhere fetch the seed through it
@@ -250,7 +251,7 @@ class SearchRun:
             try:
                 self.produce_one()
             except Exception as exc:  # a bug or an unreachable store must not kill the run silently
-                if _is_fatal(exc):
+                if is_fatal(exc):
                     self._fail(exc)
                     return
                 self.say(f"[search] producer error: {type(exc).__name__}: {exc}")
@@ -781,7 +782,7 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _is_fatal(exc: BaseException) -> bool:
+def is_fatal(exc: BaseException) -> bool:
     """The machine refuses to store the run (disk full, read-only or forbidden output)."""
     if isinstance(exc, OSError) and exc.errno in FATAL_ERRNOS:
         return True
