@@ -100,6 +100,7 @@ class SearchConfig:
     tune_ranges: Dict[str, Any] = field(default_factory=dict)  # NAME: [low, high, log?] for the tuner
     early_stop_margin: Optional[float] = None  # stop a trial whose loss is this fraction above the best's at equal progress
     tune_sampler: str = "tpe"  # the tune operator's sampler: tpe (learns from results) | random (uniform draws)
+    tune_startup_trials: int = 5  # tpe: results told before it stops drawing at random and starts learning
 
 
 @dataclass

@@ -104,7 +104,8 @@ class SearchRun:
         repo = self.conf["lineage"]["repo"] or str(PROJECT_ROOT)
         self.lineage = Lineage(Path(repo), self.name, self.editable, self.conf["lineage"].get("remote"))
         self.scheduler = Scheduler(self.conf["storage"]["url"], self.run_dir, self.name)
-        self.tuner = Tuner(self.scheduler, seed=self.s["seed"], sampler=self.s.get("tune_sampler", "tpe"))
+        self.tuner = Tuner(self.scheduler, seed=self.s["seed"], sampler=self.s.get("tune_sampler", "tpe"),
+                           startup_trials=self.s.get("tune_startup_trials", 5))
         self.program = _read_program(self.conf["program"])
         attrs = self.scheduler.run_attrs()
         if "base_commit" not in attrs:
@@ -142,7 +143,8 @@ class SearchRun:
         queues until it says production is over and nothing waits or runs."""
         self.attach(prepared, lineage, scheduler)
         self.remote_worker = True
-        self.tuner = Tuner(scheduler, seed=self.s["seed"], sampler=self.s.get("tune_sampler", "tpe"))
+        self.tuner = Tuner(scheduler, seed=self.s["seed"], sampler=self.s.get("tune_sampler", "tpe"),
+                           startup_trials=self.s.get("tune_startup_trials", 5))
 
     def _setup_llm(self, usage: dict | None) -> None:
         if self.llm is None:

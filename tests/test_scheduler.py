@@ -8,7 +8,7 @@ import multiprocessing
 import optuna
 import pytest
 
-from search.scheduler import REASON_MAX_CHARS, Scheduler, SchedulerError, storage_url
+from search.scheduler import REASON_MAX_CHARS, Scheduler, SchedulerError, Tuner, storage_url
 
 STORAGES = ["sqlite", "journal"]
 
@@ -459,3 +459,24 @@ def test_a_dead_workers_trained_trial_can_be_finished_from_its_left_result(open_
     assert by_number(sched)[0]["state"] == "COMPLETE"
     with pytest.raises(SchedulerError, match="not RUNNING"):
         sched.resume_taken(0)
+
+
+def test_tpe_learns_after_its_startup_trials(tmp_path):
+    """Before `startup_trials` results TPE draws what the random sampler of the same seed draws;
+    after them it proposes near the best value told so far."""
+    ranges = {"LR": [0.0, 1.0]}
+    tpe = Tuner(Scheduler(None, tmp_path / "a", "a"), seed=3, sampler="tpe", startup_trials=3)
+    rnd = Tuner(Scheduler(None, tmp_path / "b", "b"), seed=3, sampler="random")
+    for _ in range(3):
+        (n1, v1), (n2, v2) = tpe.suggest(ranges), rnd.suggest(ranges)
+        assert v1 == v2
+        tpe.report(n1, abs(v1["LR"] - 0.8))
+        rnd.report(n2, abs(v2["LR"] - 0.8))
+    learned = []
+    for _ in range(8):
+        n, v = tpe.suggest(ranges)
+        tpe.report(n, abs(v["LR"] - 0.8))
+        learned.append(abs(v["LR"] - 0.8))
+    assert sorted(learned)[len(learned) // 2] < 0.25  # most proposals land near the optimum 0.8
+    with pytest.raises(ValueError, match="tune_startup_trials"):
+        Tuner(Scheduler(None, tmp_path / "c", "c"), startup_trials=0)
