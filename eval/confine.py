@@ -155,7 +155,8 @@ def for_trial(spec: dict[str, Any], trial_dir: Path) -> Confinement:
         for part in ("prepared", "downloads", "pydocs"):  # what eval/prepare.py and eval/sources.py write there
             protected[root / part] = "the data cache (its raw text holds the validation and test documents)"
     # Caches a GPU trial writes (torch.compile, Triton), where the user or the runner put them.
-    caches = [os.environ[k] for k in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR") if os.environ.get(k)]
+    caches = [os.environ[k] for k in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "XDG_CACHE_HOME", "CUDA_CACHE_PATH")
+              if os.environ.get(k)]
     return Confinement(
         write_roots=[trial_dir, Path.cwd(), tempfile.gettempdir(), *caches],
         protected=protected,

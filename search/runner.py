@@ -77,7 +77,7 @@ def run_trial_process(
     token = secrets.token_hex(16)
 
     child_env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", **(env or {}))
-    child_env.update(sandbox.environment(child_env))
+    child_env.update(sandbox.environment(child_env, trial_dir))
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH")) if p)
     argv = sandbox.command([sys.executable, "-m", "eval.trial", str(spec_path)], trial_dir,
                            read_only=_needed_paths(spec, child_env))

@@ -28,7 +28,7 @@ SANDBOX_TMP = "/tmp"  # the private tmpfs inside the sandbox
 PROBE_TIMEOUT = 20.0  # seconds; a working bwrap answers in milliseconds
 # Where a sandboxed trial's caches go (inside the private /tmp, gone with the trial).
 SANDBOX_CACHES = {
-    "TMPDIR": SANDBOX_TMP,
+    "TMPDIR": f"{SANDBOX_TMP}/tmp",  # not /tmp itself: paths under /tmp the trial needs are bound there
     "TORCHINDUCTOR_CACHE_DIR": f"{SANDBOX_TMP}/torchinductor",
     "TRITON_CACHE_DIR": f"{SANDBOX_TMP}/triton",
     "XDG_CACHE_HOME": f"{SANDBOX_TMP}/xdg-cache",
@@ -67,18 +67,27 @@ class Sandbox:
             return list(argv)
         return [self.bwrap or "bwrap", *bwrap_arguments(trial_dir, read_only), "--", *argv]
 
-    def environment(self, env: dict[str, str]) -> dict[str, str]:
+    def environment(self, env: dict[str, str], trial_dir: Path | None = None) -> dict[str, str]:
         """Variables to set in the trial's environment `env`: its caches and temp dir.
 
-        Inside bwrap they all point into the private /tmp. Without it only Triton's cache moves, when
-        unset, from ~/.triton/cache to the temp directory (where torch.compile's own cache is): the
-        harness's confinement lets a variant write only there and in its trial directory.
+        Inside bwrap they all point into the private /tmp. Without it the temp directory is the
+        trial's own (`<trial_dir>/tmp`, made here), since the harness's confinement lets a variant
+        write only in its trial directory, its temp directory and the compile caches; those stay
+        shared between trials where torch and Triton keep them by default (in the system's temp
+        directory), unless the user chose other places.
         """
         if self.mode == "bwrap":
             return dict(SANDBOX_CACHES)
-        if env.get("TRITON_CACHE_DIR"):
-            return {}
-        return {"TRITON_CACHE_DIR": os.path.join(tempfile.gettempdir(), f"triton_{os.getuid()}")}
+        system_tmp = tempfile.gettempdir()
+        user = os.getuid()
+        out = {name: os.path.join(system_tmp, f"{prefix}_{user}")
+               for name, prefix in (("TORCHINDUCTOR_CACHE_DIR", "torchinductor"), ("TRITON_CACHE_DIR", "triton"))
+               if not env.get(name)}
+        if trial_dir is not None:
+            own = Path(trial_dir) / "tmp"
+            own.mkdir(parents=True, exist_ok=True)
+            out["TMPDIR"] = str(own)
+        return out
 
 
 def bwrap_arguments(trial_dir: Path | None, read_only: Iterable[str | Path] = ()) -> list[str]:
@@ -87,7 +96,7 @@ def bwrap_arguments(trial_dir: Path | None, read_only: Iterable[str | Path] = ()
     if os.geteuid() == 0:
         args += ["--cap-drop", "ALL"]  # root keeps every capability in the sandbox otherwise
     args += ["--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc",
-             "--tmpfs", SANDBOX_TMP]
+             "--tmpfs", SANDBOX_TMP, "--dir", SANDBOX_CACHES["TMPDIR"]]
     writable = _real(trial_dir) if trial_dir is not None else None
     for path in _under_tmp(read_only, writable):
         args += ["--ro-bind", path, path]

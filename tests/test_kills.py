@@ -40,9 +40,8 @@ FAILPOINT_KILLS = [
     ("queued", 2),  # candidates waiting in the queue
     ("tagged", 1),  # tagged, results.tsv stale
     ("results-written", 1),  # the new results.tsv beside the old
-    ("proposed", 2),  # a guarded candidate, nothing stored
 ]
-RANDOM_KILLS = 3
+RANDOM_KILLS = 2
 
 
 def _command(tmp_path: Path, repo: Path, max_trials: int = MAX_TRIALS) -> list[str]:

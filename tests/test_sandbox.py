@@ -45,12 +45,15 @@ def test_auto_without_bwrap_runs_unconfined_and_says_so_once(capsys, monkeypatch
 
 def test_caches_point_where_a_trial_may_write(tmp_path):
     inside = Sandbox("bwrap", bwrap="/usr/bin/bwrap").environment({"TRITON_CACHE_DIR": "/home/me/.triton"})
-    assert inside["TMPDIR"] == "/tmp" and inside["TRITON_CACHE_DIR"].startswith("/tmp/")
+    assert inside["TMPDIR"] == "/tmp/tmp" and inside["TRITON_CACHE_DIR"].startswith("/tmp/")
     assert inside["TORCHINDUCTOR_CACHE_DIR"].startswith("/tmp/") and inside["XDG_CACHE_HOME"].startswith("/tmp/")
     import tempfile
 
     assert Sandbox("none").environment({})["TRITON_CACHE_DIR"].startswith(tempfile.gettempdir())
-    assert Sandbox("none").environment({"TRITON_CACHE_DIR": str(tmp_path)}) == {}  # the user's choice stands
+    mine = {"TRITON_CACHE_DIR": str(tmp_path), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    assert Sandbox("none").environment(mine) == {}  # the user's choice stands
+    own = Sandbox("none").environment(mine, tmp_path / "trial")
+    assert own == {"TMPDIR": str(tmp_path / "trial" / "tmp")} and (tmp_path / "trial" / "tmp").is_dir()
 
 
 def test_auto_with_a_broken_bwrap_runs_unconfined():

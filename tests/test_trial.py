@@ -80,7 +80,9 @@ def listener():
 def test_ok_variant_learns_and_reports_every_figure(smoke_setup, tmp_path):
     rec = run(smoke_setup, tmp_path, "ok.py")
     assert rec.status == "ok", rec.reason + rec.log_tail
-    assert rec.val_bpb < 0.8 * rec.uniform_bpb  # a trained bigram beats uniform guessing by far
+    # A trained bigram beats uniform guessing clearly: by 15% after the 6 steps that a 1 s budget
+    # gives on a heavily loaded 2-core machine, by far more on an idle one.
+    assert rec.val_bpb < 0.9 * rec.uniform_bpb
     assert rec.test_bpb is not None and rec.eval_tokens > 0 and rec.num_steps > 0
     assert 0.9 <= rec.training_seconds <= 1.6 and rec.total_seconds > rec.training_seconds
     assert rec.peak_mem_mb > 0 and rec.code_hash and rec.versions["torch"]
