@@ -18,6 +18,7 @@ import torch
 
 from eval.dataloader import TokenStore, batch_iterator, train_rows
 from eval.measure import TrainingClock, synchronize
+from eval.record import WATCHDOG_MARK
 
 
 class TrialDiverged(Exception):
@@ -172,6 +173,9 @@ class TrialContext:
         )
 
 
+ESCALATE_SECONDS = 10.0
+
+
 class Watchdog:
     """Interrupts the main thread when the variant overruns its budget or never starts its clock.
 
@@ -183,6 +187,8 @@ class Watchdog:
         poll_seconds: how often to look.
         now: time source (the same as the clock's).
         interrupt: what to call when it fires (default: KeyboardInterrupt in the main thread).
+        escalate: what to call when the main thread has not stopped ESCALATE_SECONDS after the first
+            interrupt (the harness: SIGTERM to its own process); None: keep interrupting.
     """
 
     def __init__(
@@ -194,6 +200,7 @@ class Watchdog:
         poll_seconds: float = 0.25,
         now: Callable[[], float] = time.perf_counter,
         interrupt: Callable[[], None] = _thread.interrupt_main,
+        escalate: Callable[[], None] | None = None,
     ):
         self.clock = clock
         self.limit = budget_seconds * (1.0 + tolerance)
@@ -201,6 +208,7 @@ class Watchdog:
         self.poll_seconds = poll_seconds
         self._now = now
         self._interrupt = interrupt
+        self._escalate = escalate
         self._started = now()
         self.fired: str | None = None
         self._stop = threading.Event()
@@ -226,12 +234,21 @@ class Watchdog:
         return None
 
     def _run(self) -> None:
+        first = None
         while not self._stop.wait(self.poll_seconds):
             reason = self.check()
             if reason:
+                if self.fired is None:
+                    first = self._now()
+                    # Said at once: if the process has to be ended, the runner reports this reason.
+                    print(f"{WATCHDOG_MARK}{reason}", flush=True)
                 self.fired = reason
                 self._interrupt()
-                # Keep interrupting in case the variant swallows KeyboardInterrupt.
+                # Keep interrupting in case the variant swallows KeyboardInterrupt; a main thread that
+                # never takes it (an interrupt can land where Python discards it) is ended outright.
+                if self._escalate is not None and first is not None and self._now() - first > ESCALATE_SECONDS:
+                    self._escalate()
+                    return
                 self._stop.wait(1.0)
 
     def start(self) -> "Watchdog":

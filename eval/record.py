@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+WATCHDOG_MARK = "trial: watchdog: "  # the line the harness's watchdog prints when it fires (the runner reads it)
 STATUSES = ("ok", "crash", "oom", "timeout", "diverged", "rejected", "stopped")
 
 

@@ -114,6 +114,14 @@ def out_of_memory(exc: BaseException, limit_mb: int | None) -> str | None:
     return None
 
 
+def _terminate_self() -> None:
+    """End this trial process (SIGTERM, default action) when the watchdog's interrupts do not land."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def select_device(name: str):
     """The torch device for `trial.device` (auto: cuda, then mps, then cpu)."""
     import torch
@@ -249,7 +257,8 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
         log_every=t_cfg["log_every"], max_steps=t_cfg.get("max_steps"), stop_curve=t_cfg.get("stop_curve"),
         log=lambda m: print(m, flush=True),
     )
-    watchdog = Watchdog(clock, t_cfg["budget_seconds"], t_cfg["budget_tolerance"], t_cfg["startup_seconds"])
+    watchdog = Watchdog(clock, t_cfg["budget_seconds"], t_cfg["budget_tolerance"], t_cfg["startup_seconds"],
+                        escalate=_terminate_self)
     watchdog.start()
     try:
         model = module.train(ctx)

@@ -24,7 +24,7 @@ from typing import Any, Callable, TextIO
 
 from search import PROJECT_ROOT
 from search.sandbox import Sandbox, resolve_sandbox
-from eval.record import TrialRecord
+from eval.record import WATCHDOG_MARK, TrialRecord
 
 LOG_TAIL_LINES = 60
 
@@ -154,6 +154,10 @@ def _pump(stream, log, echo, tail) -> None:
 def _read_record(path: Path, token: str, returncode: int | None, killed: bool, limit: float,
                  tail: list[str]) -> TrialRecord:
     log_tail = "".join(tail)
+    fired = [line[len(WATCHDOG_MARK):].strip() for line in tail if line.startswith(WATCHDOG_MARK)]
+    if fired and not path.exists():  # the watchdog stopped the variant, which would not stop when interrupted
+        return TrialRecord(status="timeout", reason=f"{fired[-1]} (it did not stop when interrupted, and its process "
+                           "was ended)", log_tail=log_tail)
     if killed:
         return TrialRecord(status="timeout", reason=f"the trial process was still running after its hard "
                            f"limit of {limit:.0f}s and was killed", log_tail=log_tail)

@@ -1,3 +1,6 @@
+import threading
+import time
+
 from eval.context import Watchdog
 from eval.measure import TrainingClock
 
@@ -106,3 +109,40 @@ def test_no_early_stop_below_the_reference():
         clock.boundary()
         ctx.record_loss(1.5)
     assert len(ctx.loss_curve()) == 10
+
+
+def test_a_watchdog_whose_interrupts_do_not_land_ends_the_process(capsys):
+    """A main thread that never takes the KeyboardInterrupt is ended (escalate) after ESCALATE_SECONDS,
+    and the reason is printed first, for the runner to report."""
+    from eval.context import ESCALATE_SECONDS
+    from eval.record import WATCHDOG_MARK
+
+    now = FakeTime()
+    clock = TrainingClock(10.0, skip_steps=0, now=now)
+    clock.boundary()
+    interrupts, ended = [], threading.Event()
+    dog = Watchdog(clock, 10.0, 0.1, startup_seconds=5, now=now, interrupt=lambda: interrupts.append(now()),
+                   escalate=ended.set, poll_seconds=0.01)
+    dog.start()
+    now.t += 12.5  # past the budget and its grace
+    deadline = time.time() + 10
+    while len(interrupts) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    assert not ended.is_set()  # interrupted, not yet ended
+    now.t += ESCALATE_SECONDS + 1
+    assert ended.wait(10)
+    dog.stop()
+    said = capsys.readouterr().out
+    assert said.count(WATCHDOG_MARK) == 1 and "past a budget" in said
+
+
+def test_the_runner_reports_the_watchdogs_reason_for_a_trial_it_had_to_end(tmp_path):
+    from eval.record import WATCHDOG_MARK
+    from search.runner import _read_record
+
+    tail = ["step 00100 | loss 3.1\n", f"{WATCHDOG_MARK}the variant trained 3.0s past a budget of 1.0s (limit 2.0s)\n"]
+    rec = _read_record(tmp_path / "record.json", "token", -15, False, 112.0, tail)
+    assert rec.status == "timeout" and rec.reason.startswith("the variant trained 3.0s past a budget")
+    assert "did not stop when interrupted" in rec.reason
+    plain = _read_record(tmp_path / "record.json", "token", -15, False, 112.0, tail[:1])
+    assert plain.status == "crash" and "signal 15" in plain.reason
