@@ -29,6 +29,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m eval.trial <spec.json>", file=sys.stderr)
         return 2
+    # The watchdog stops a variant with a KeyboardInterrupt, which Python only raises if SIGINT has its
+    # handler: a search started in the background (`... &`, some schedulers) hands SIGINT down ignored.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # The runner's one-time token arrives on stdin and is read before any variant code runs.
     token = sys.stdin.readline().strip() if not sys.stdin.isatty() else ""
     sys.stdin.close()
