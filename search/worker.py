@@ -30,7 +30,7 @@ class WorkerError(ValueError):
     """The worker cannot join the run; the message says what to do."""
 
 
-def producer_config(conf: dict[str, Any], data_overridden: bool) -> dict[str, Any]:
+def producer_config(conf: dict[str, Any], run_dir: Path, data_overridden: bool) -> dict[str, Any]:
     """The settings a worker trains with: the producer's, with this machine's storage, lineage,
     scheduler and run sections (and data, when this command overrides it).
 
@@ -39,7 +39,7 @@ def producer_config(conf: dict[str, Any], data_overridden: bool) -> dict[str, An
     """
     name = conf["run"]["name"]
     try:
-        probe = Scheduler(conf["storage"]["url"], Path("."), name, create=False)
+        probe = Scheduler(conf["storage"]["url"], run_dir, name, create=False)
     except SchedulerError as exc:
         raise WorkerError(f"{exc}: start the run first (`python -m search run run.name={name} "
                           "storage.url=...`) and give its workers the same run.name and storage.url") from None
@@ -58,7 +58,7 @@ def worker_command(conf: dict[str, Any], run_dir: Path, data_overridden: bool = 
     """Join the run named by `conf` and train until it is over; returns the trials trained here."""
     from eval.prepare import prepare_data
 
-    merged = producer_config(conf, data_overridden)
+    merged = producer_config(conf, run_dir, data_overridden)
     resolve_sandbox(merged["trial"].get("sandbox") or "auto")  # this machine's bubblewrap, checked before any trial
     name = merged["run"]["name"]
     run_dir.mkdir(parents=True, exist_ok=True)
