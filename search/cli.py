@@ -200,28 +200,35 @@ branch=<name>: a git branch at the variant's commit in the run's lineage.repo (n
 """
 
 
+def _compose(overrides: list[str]) -> DictConfig:
+    """The configuration `overrides` compose to, Hydra's own section included (Compose API)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def compose_run_config(overrides: list[str]) -> tuple[DictConfig, Path]:
     """The composed config of `overrides` and the run directory it names (hydra.run.dir).
 
     Raises:
         ValueError: if no run.name is given (naming the runs that exist) or an override is wrong.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from search.runs import list_runs
 
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        cfg = _compose(overrides)
         run_dir = Path(cfg.hydra.run.dir)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ValueError(" ".join(str(exc).split())) from None
-    finally:
-        GlobalHydra.instance().clear()
     if not any(o.split("=", 1)[0].lstrip("+~") == "run.name" for o in overrides):
         runs = list_runs(run_dir.parent)
         raise ValueError(f"name the run: run.name=<name> (the runs in {run_dir.parent}: "
@@ -326,17 +333,10 @@ def output_dir_problem(overrides: list[str]) -> str | None:
     otherwise fail creating it with a traceback."""
     if any(o.startswith("-") for o in overrides):
         return None
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            run_dir = Path(compose(config_name="config", overrides=overrides, return_hydra_config=True).hydra.run.dir)
+        run_dir = Path(_compose(overrides).hydra.run.dir)
     except Exception:  # noqa: BLE001 - Hydra reports a wrong override itself, better than here
         return None
-    finally:
-        GlobalHydra.instance().clear()
     existing = run_dir.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from search import PROJECT_ROOT
 from eval.record import TrialRecord
+from eval.tokenizer import write_atomic
 from search.guards import check_candidate, content_hash
 from search.failpoints import failpoint
 from search.lineage import Lineage
@@ -546,8 +547,8 @@ class SearchRun:
             self.say(f"[search] training {name} ({attrs['operator']}): {attrs['description']}")
             record = run_trial_process(dict(spec, trial=trial), trial_dir / "trial", env=env)
         # Kept before the study hears of it: a crash from here on loses no training (`_recover`).
-        _write_atomic(trial_dir / RESULT_FILE, json.dumps(
-            {"record": json.loads(record.to_json()), "preflight_seconds": preflight_seconds}))
+        write_atomic(trial_dir / RESULT_FILE, json.dumps(
+            {"record": json.loads(record.to_json()), "preflight_seconds": preflight_seconds}).encode("utf-8"))
         self._finish(taken, record, preflight_seconds)
         return record
 
@@ -700,13 +701,7 @@ class SearchRun:
                          f"`python -m search worker run.name={self.name} storage.url=... lineage.remote=...`")
                 self.coordinate()
             else:
-                threads = [threading.Thread(target=self._work_guarded, args=(worker_name(f"w{i}"), env),
-                                            name=f"worker-{i}", daemon=True) for i, env in enumerate(envs)]
-                for th in threads:
-                    th.start()
-                while any(th.is_alive() for th in threads):
-                    for th in threads:
-                        th.join(timeout=0.5)
+                self._work_in_threads(envs)
         except KeyboardInterrupt:
             interrupted = True
             self.say("[search] interrupted: the running trial is re-queued; run the same command to resume")
@@ -741,18 +736,22 @@ class SearchRun:
         """`python -m search worker`: this process's workers train until the run is over."""
         envs = self.worker_envs() or [{}]
         try:
-            threads = [threading.Thread(target=self._work_guarded, args=(worker_name(f"w{i}"), env),
-                                        name=f"worker-{i}", daemon=True) for i, env in enumerate(envs)]
-            for th in threads:
-                th.start()
-            while any(th.is_alive() for th in threads):
-                for th in threads:
-                    th.join(timeout=0.5)
+            self._work_in_threads(envs)
         finally:
             self.stop.set()
             self._write_results_if_possible()
         if self.fatal is not None:
             raise self.fatal
+
+    def _work_in_threads(self, envs: list[dict[str, str]]) -> None:
+        """One worker thread per environment, joined in short waits so Ctrl-C reaches this thread."""
+        threads = [threading.Thread(target=self._work_guarded, args=(worker_name(f"w{i}"), env),
+                                    name=f"worker-{i}", daemon=True) for i, env in enumerate(envs)]
+        for th in threads:
+            th.start()
+        while any(th.is_alive() for th in threads):
+            for th in threads:
+                th.join(timeout=0.5)
 
     def _write_results_if_possible(self) -> None:
         try:
@@ -766,7 +765,8 @@ class SearchRun:
 
 
 def _write_atomic(path: Path, text: str, point: str | None = None) -> None:
-    """Write `text` to `path` through a temporary file: a crash leaves the old file or the new."""
+    """Write `text` to `path` through `<name>.tmp` (a fixed name, so a failpoint can stop between
+    the write and the rename): a crash leaves the old file or the new."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     if point:
