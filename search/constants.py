@@ -79,17 +79,67 @@ def set_constants(source: str, values: dict[str, float | int | bool]) -> str:
     Raises:
         KeyError: naming a constant the source does not define.
     """
-    found = find_constants(source)
-    missing = [name for name in values if name not in found]
+    return _rewrite(source, find_constants(source), {name: format_value(v) for name, v in values.items()})
+
+
+def merge_constants(base: str, a: str, b: str) -> str | None:
+    """Three-way merge of two versions of a script that differ from `base` only in constants' values.
+
+    Changes to neighbouring lines conflict in a line-based merge (git's), though two children that
+    retuned different constants merge without doubt: each constant takes the value of the side that
+    changed it. Both sides setting one constant to the same text is no conflict either.
+
+    Returns:
+        The merged source, or None when a side changes anything but the value expressions of
+        base's numeric constants (a line, a comment, a constant added or removed), when both sides
+        change one constant differently, or when a version does not parse.
+    """
+    try:
+        found = {"base": find_constants(base), "a": find_constants(a), "b": find_constants(b)}
+    except SyntaxError:
+        return None
+    if not found["base"] or found["a"].keys() != found["base"].keys() or found["b"].keys() != found["base"].keys():
+        return None
+    base_text = {name: _segment(base, c) for name, c in found["base"].items()}
+    changes = []
+    for side, source in (("a", a), ("b", b)):
+        changed = {name: _segment(source, c) for name, c in found[side].items()}
+        changed = {name: text for name, text in changed.items() if text != base_text[name]}
+        try:
+            if _rewrite(base, found["base"], changed) != source:
+                return None  # something besides the constants' values differs
+        except ValueError:
+            return None
+        changes.append(changed)
+    ours, theirs = changes
+    if any(ours[name] != theirs[name] for name in ours.keys() & theirs.keys()):
+        return None
+    return _rewrite(base, found["base"], {**ours, **theirs})
+
+
+def _segment(source: str, c: Constant) -> str:
+    """The source text of a one-line constant's value expression ('' for one spanning lines)."""
+    if c.line != c.end_line:
+        return ""
+    return source.splitlines(keepends=True)[c.line - 1].encode()[c.col : c.end_col].decode()
+
+
+def _rewrite(source: str, found: dict[str, Constant], texts: dict[str, str]) -> str:
+    """`source` with the value expressions of the named constants replaced by `texts`.
+
+    Raises:
+        KeyError: naming a constant not in `found`.
+        ValueError: for a constant whose value spans several lines.
+    """
+    missing = [name for name in texts if name not in found]
     if missing:
         raise KeyError(f"the training script defines no numeric constant {', '.join(missing)}")
     lines = source.splitlines(keepends=True)
-    # Replace from the bottom up so earlier positions stay valid.
-    for name in sorted(values, key=lambda n: (found[n].line, found[n].col), reverse=True):
+    # Replace from the bottom up so earlier positions stay valid (columns are UTF-8 byte offsets).
+    for name in sorted(texts, key=lambda n: (found[n].line, found[n].col), reverse=True):
         c = found[name]
         if c.line != c.end_line:
             raise ValueError(f"constant {name} spans several lines; it cannot be rewritten in place")
-        row = lines[c.line - 1]
-        prefix, suffix = row.encode()[: c.col].decode(), row.encode()[c.end_col :].decode()
-        lines[c.line - 1] = prefix + format_value(values[name]) + suffix
+        row = lines[c.line - 1].encode()
+        lines[c.line - 1] = (row[: c.col] + texts[name].encode() + row[c.end_col :]).decode()
     return "".join(lines)

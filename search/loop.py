@@ -97,6 +97,10 @@ class SearchRun:
     def setup(self) -> None:
         from eval.prepare import prepare_data
 
+        count = self.s.get("tune_count")
+        if count is not None and int(count) < 1:
+            raise ValueError(f"search.tune_count={count!r}: give how many constants a tune child changes (at least 1), "
+                             "or null for all of search.tune_ranges")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(self.conf, indent=2, default=str))
         trial = self.conf["trial"]
@@ -346,6 +350,7 @@ class SearchRun:
             front=front, failures=(failures + refusals)[-self.s["failures_in_prompt"]:],
             pinned=dict(self.conf["trial"].get("constants") or {}), llm=self.llm, lineage=self.lineage,
             lineage_lock=self.lineage_lock, tuner=self.tuner, tune_ranges=dict(self.s["tune_ranges"]),
+            tune_count=self.s.get("tune_count"), rng=self.rng,
             patch_retries=self.conf["llm"].get("patch_retries", 2))
 
     def _refuse(self, operator: str, parents: list[Parent], kind: str, reason: str,
@@ -383,7 +388,7 @@ class SearchRun:
                  "parent_names": [p.name for p in proposal.parents], "operator": proposal.operator,
                  "description": proposal.description, "rationale": proposal.rationale[:2000],
                  "content_hash": content_hash(proposal.files, self.editable), "generation": generation,
-                 **{k: v for k, v in proposal.extra.items() if k in ("tune_trial", "conflicts")}}
+                 **{k: v for k, v in proposal.extra.items() if k in ("tune_trial", "conflicts", "constant_merge")}}
         with self.sched_lock:
             self.scheduler.enqueue(attrs)
         failpoint("queued")

@@ -17,11 +17,13 @@ rejected candidate. Guards, commits and queueing are the loop's business.
 
 from __future__ import annotations
 
+import random
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from search.constants import find_constants, format_value, set_constants
+from search.constants import find_constants, format_value, merge_constants, set_constants
+from search.lineage import LineageError
 from search.llm import LLMClient, LLMError, SpendCapReached
 from search.patch import PatchError, apply_answer
 from search.prompts import VariantView, conflict_messages, crossover_messages, mutation_messages, retry_messages
@@ -89,6 +91,8 @@ class OperatorContext:
     lineage_lock: threading.Lock | None = None
     tuner: Any = None  # search.scheduler.Tuner
     tune_ranges: dict[str, Any] = field(default_factory=dict)
+    tune_count: int | None = None  # constants a tune child changes (None: all in tune_ranges)
+    rng: random.Random | None = None  # the search's own random choices (which constants a tune child changes)
     patch_retries: int = 2
 
 
@@ -176,9 +180,21 @@ class GitMerge:
             if base in (a.commit, b.commit):
                 raise OperatorNotApplicable("ancestor", f"{a.name} and {b.name} are one lineage: the merge is the descendant")
             merged, conflicts = ctx.lineage.three_way_merge(base, a.commit, b.commit)
+            ancestor = _read_or_empty(ctx.lineage, base) if conflicts else {}
         description = f"merge of {a.name} ({a.description}) and {b.name} ({b.description})"
+        # Lines changed side by side conflict for git even when each side only retuned its own
+        # constants; those merge constant by constant.
+        by_constants = {}
+        for path in conflicts:
+            if path in ancestor:
+                text = merge_constants(ancestor[path], a.files[path], b.files[path])
+                if text is not None:
+                    by_constants[path] = text
+        merged.update(by_constants)
+        conflicts = [p for p in conflicts if p not in by_constants]
         if not conflicts:
-            return Proposal(merged, [a, b], self.name, _clip(description))
+            extra = {"constant_merge": sorted(by_constants)} if by_constants else {}
+            return Proposal(merged, [a, b], self.name, _clip(description), extra=extra)
         if ctx.llm is None:
             raise OperatorNotApplicable("merge_conflict", f"{', '.join(conflicts)} conflict and no LLM is configured to "
                                         "resolve them")
@@ -207,6 +223,9 @@ class Tune:
         if not ranges:
             raise OperatorNotApplicable("nothing_to_tune", f"{parent.name} defines none of the constants in search.tune_ranges "
                                  "(or the trial preset pins them all)")
+        if ctx.tune_count and len(ranges) > ctx.tune_count:
+            rng = ctx.rng or random.Random()
+            ranges = {k: ranges[k] for k in sorted(rng.sample(sorted(ranges), ctx.tune_count))}
         number, values = ctx.tuner.suggest(ranges)
         values = {k: _like(present[k].value, v) for k, v in values.items()}
         changed = {k: v for k, v in values.items() if format_value(v) != format_value(present[k].value)}
@@ -219,6 +238,16 @@ class Tune:
 
 
 OPERATORS: dict[str, Operator] = {op.name: op for op in (LLMMutation(), LLMCrossover(), GitMerge(), Tune())}
+
+
+def _read_or_empty(lineage: Any, rev: str | None) -> dict[str, str]:
+    """The editable files at `rev`, or {} when there is none or it lacks one of them."""
+    if not rev:
+        return {}
+    try:
+        return lineage.read_files(rev)
+    except LineageError:
+        return {}
 
 
 def _like(old: Any, new: float) -> Any:

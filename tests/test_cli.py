@@ -53,6 +53,13 @@ def test_wrong_type_is_an_error():
     assert out.returncode != 0 and "budget_seconds" in out.stderr
 
 
+def test_bad_tune_count_is_one_line_before_anything_runs(tmp_path):
+    out = cli("run", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}", "llm=none", "search.tune_count=0",
+              f"hydra.run.dir={tmp_path / 'run'}", "run.name=bad")
+    assert out.returncode == 2 and "search.tune_count=0" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "run" / "study.db").exists()
+
+
 def test_gpu_default_only_without_a_chosen_preset(monkeypatch):
     monkeypatch.delenv("EVORESEARCH_NO_GPU_DEFAULT", raising=False)
     import torch

@@ -1,6 +1,6 @@
 import pytest
 
-from search.constants import find_constants, format_value, set_constants
+from search.constants import find_constants, format_value, merge_constants, set_constants
 
 SRC = '''"""doc"""
 import math
@@ -45,3 +45,25 @@ def test_unknown_constant_is_named():
 def test_format_value():
     assert format_value(3) == "3" and format_value(0.1) == "0.1" and format_value(1e-5) == "1e-05"
     assert format_value(True) == "True"
+
+
+def test_merge_of_constant_retunes_takes_each_constant_from_the_side_that_changed_it():
+    a = set_constants(SRC, {"DEPTH": 6, "MATRIX_LR": 0.05})
+    b = set_constants(SRC, {"TOTAL_BATCH_TOKENS": 4096, "NEG": -0.002, "MATRIX_LR": 0.05})  # both: the same text
+    merged = merge_constants(SRC, a, b)
+    assert merged == set_constants(SRC, {"DEPTH": 6, "MATRIX_LR": 0.05, "TOTAL_BATCH_TOKENS": 4096, "NEG": -0.002})
+    assert merge_constants(SRC, a, SRC) == a and merge_constants(SRC, SRC, SRC) == SRC
+    # unicode before a value on its line: columns are byte offsets
+    uni = "É = 1\nLR = 0.1  # é\nWD = 0.2  # ü\n"
+    assert merge_constants(uni, uni.replace("0.1", "0.3"), uni.replace("0.2", "0.4")) == "É = 1\nLR = 0.3  # é\nWD = 0.4  # ü\n"
+
+
+def test_merge_of_constants_refuses_anything_but_value_changes():
+    a = set_constants(SRC, {"DEPTH": 6})
+    assert merge_constants(SRC, a, set_constants(SRC, {"DEPTH": 4})) is None  # one constant, two values
+    assert merge_constants(SRC, a, SRC.replace("# Muon learning rate", "# Muon LR")) is None  # a comment
+    assert merge_constants(SRC, a, SRC.replace("name_lower = 3", "name_lower = 4")) is None  # not a constant
+    assert merge_constants(SRC, a, SRC + "EXTRA = 1\n") is None  # a constant added
+    assert merge_constants(SRC, a, SRC.replace("NEG = -1.5e-3\n", "")) is None  # one removed
+    assert merge_constants(SRC, a, SRC.replace("DEPTH = 8", "DEPTH = 8 ")) is None  # whitespace off the value
+    assert merge_constants(SRC, a, "def broken(:\n") is None

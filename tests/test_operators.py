@@ -1,5 +1,6 @@
 """Operators on real lineages (git in tmp_path) and a scripted LLM client."""
 
+import random
 import subprocess
 from pathlib import Path
 
@@ -60,6 +61,18 @@ def test_merge_with_an_ancestor_or_an_unresolved_conflict_is_not_applicable(line
         GitMerge().propose([parent(lineage, "v1", a), parent(lineage, "v2", b)], ctx(lineage))
 
 
+def test_siblings_retuning_neighbouring_constants_merge_without_an_llm(lineage):
+    seed = lineage.base_commit()
+    files = lineage.read_files(seed)
+    a = lineage.commit_variant(dict(files, **{"train/train.py": TRAIN.replace("A = 1", "A = 2")}), [seed], "a")
+    b = lineage.commit_variant(dict(files, **{"train/train.py": TRAIN.replace("B = 0.5", "B = 0.7")}), [seed], "b")
+    _, conflicts = lineage.three_way_merge(seed, a, b)
+    assert conflicts == ["train/train.py"]  # git: changes on neighbouring lines conflict
+    prop = GitMerge().propose([parent(lineage, "v1", a), parent(lineage, "v2", b)], ctx(lineage))
+    assert prop.files["train/train.py"] == TRAIN.replace("A = 1", "A = 2").replace("B = 0.5", "B = 0.7")
+    assert prop.extra == {"constant_merge": ["train/train.py"]} and "conflicts" not in prop.extra
+
+
 def test_merge_conflict_resolved_by_the_llm(lineage):
     seed = lineage.base_commit()
     files = lineage.read_files(seed)
@@ -96,3 +109,28 @@ def test_tune_changes_only_the_constants_in_range(lineage, tmp_path):
     with pytest.raises(OperatorNotApplicable, match="none of the constants"):
         Tune().propose([parent(lineage, "v0", seed)], ctx(lineage, tuner=tuner, tune_ranges={"B": [0.1, 0.9]},
                                                            pinned={"B": 0.5}))
+
+
+def test_tune_count_retunes_that_many_constants_chosen_by_the_search_seed(lineage, tmp_path):
+    seed = lineage.base_commit()
+    ranges = {"A": [2, 9], "B": [0.1, 0.9]}
+
+    def tuned(run, rng_seed, proposals=6):
+        tuner = Tuner(Scheduler(None, tmp_path / run, run), seed=0)
+        c = ctx(lineage, tuner=tuner, tune_ranges=ranges, tune_count=1, rng=random.Random(rng_seed))
+        out = []
+        for _ in range(proposals):
+            prop = Tune().propose([parent(lineage, "v0", seed)], c)
+            assert len(prop.extra["tuned"]) == 1
+            old, new = TRAIN.splitlines(), prop.files["train/train.py"].splitlines()
+            assert sum(o != n for o, n in zip(old, new)) == 1
+            out.append(sorted(prop.extra["tuned"]))
+            tuner.report(prop.extra["tune_trial"], 1.0)
+        return out
+
+    first = tuned("r1", 3)
+    assert first == tuned("r2", 3)  # the same search seed chooses the same constants
+    assert {name for (name,) in first} == {"A", "B"}  # both get their turn
+    everything = Tune().propose([parent(lineage, "v0", seed)], ctx(
+        lineage, tuner=Tuner(Scheduler(None, tmp_path / "r3", "r3"), seed=0), tune_ranges=ranges, tune_count=None))
+    assert everything.extra["tuned"].keys() == {"A", "B"}
