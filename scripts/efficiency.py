@@ -122,20 +122,32 @@ def verdict(runs: list[dict], a: str, b: str, pick, label: str, floor: float) ->
             f"(largest arm std {max(arm_sd) if arm_sd else float('nan'):.4f}).")
 
 
+def by_operator(runs: list[dict]) -> str:
+    """Children trained per operator over the runs, the ok ones in brackets (the seed's runs left out)."""
+    counts: dict[str, list[int]] = {}
+    for r in runs:
+        for t in r["trials"]:
+            if t["operator"] not in (None, "seed"):
+                c = counts.setdefault(t["operator"], [0, 0])
+                c[0] += 1
+                c[1] += t["status"] == "ok"
+    return ", ".join(f"{op} {n} ({ok})" for op, (n, ok) in sorted(counts.items())) or "none"
+
+
 def table(runs: list[dict], args: argparse.Namespace) -> tuple[str, str]:
     arms = [a for a in ARMS if any(r["arm"] == a for r in runs)]
     ks = sorted({min(5, args.trials), args.trials})
     t_min = min(r["trials"][-1]["device_s"] for r in runs)
     ts = [0.5 * t_min, t_min]
     head = ([f"best after {k} trials" for k in ks] + [f"best after {t:.0f} device s" for t in ts]
-            + ["trials ok / trained", "device s per run", "wall s per run"])
+            + ["trials ok / trained", "children by operator (ok)", "device s per run", "wall s per run"])
     lines = ["| arm | " + " | ".join(head) + " |", "| --- " * (len(head) + 1) + "|"]
     for arm in arms:
         rs = [r for r in runs if r["arm"] == arm]
         cells = ([fmt([best_after_trials(r, k) for r in rs]) for k in ks]
                  + [fmt([best_after_seconds(r, t) for r in rs]) for t in ts]
                  + [f"{sum(t['status'] == 'ok' for r in rs for t in r['trials'])} / "
-                    f"{sum(len(r['trials']) for r in rs)}",
+                    f"{sum(len(r['trials']) for r in rs)}", by_operator(rs),
                     spread([r["trials"][-1]["device_s"] for r in rs]), spread([r["wall_s"] for r in rs])])
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     noises = [r["noise"] for r in runs if r.get("noise")]
@@ -152,12 +164,7 @@ def table(runs: list[dict], args: argparse.Namespace) -> tuple[str, str]:
         sentences.append(
             f"- Seeds {', '.join(map(str, same))} of {len({r['seed'] for r in runs})}: every arm trained the same "
             "val_bpb sequence, trial by trial; differences after equal device time then come only from how long "
-            "the same trials took on the shared machine. Why: with no LLM every child was a `tune` child, which "
-            "sets all the tuned constants whatever its parent; Optuna's TPE draws its first 10 suggestions "
-            "(n_startup_trials, counted over finished ones) with a RandomSampler of the same seed, so TPE and "
-            "`random` propose the same values; and a git merge of two tune children of one parent conflicts (both "
-            "change the same constant lines), so the population made no merge child. Telling the arms apart needs "
-            "well over 10 tune trials per run.")
+            "the same trials took on the shared machine.")
     for a, b in [(x, y) for i, x in enumerate(arms) for y in arms[i + 1:]]:
         sentences.append(verdict(runs, a, b, lambda r: best_after_trials(r, args.trials),
                                  f"after {args.trials} trials", floor))
