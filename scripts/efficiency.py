@@ -2,13 +2,15 @@
 
     python scripts/efficiency.py [--seeds 5] [--trials 10] [--steps 20] [--parallel 2]
 
-Three arms, no LLM (operators: git merge of lineages and Optuna-tuned constants), each run once
+Six arms, no LLM (operators: git merge of lineages and Optuna-tuned constants), each run once
 per seed `search.seed=0..seeds-1`:
   population  `+population=4`, tune sampler TPE
   greedy      single lineage (keep a child only if it beats the best by the noise floor), TPE
   random      single lineage, `search.tune_sampler=random` (uniform draws over search.tune_ranges)
-  greedy-all  as greedy, but each tune child retunes every constant of search.tune_ranges at once
-              (`search.tune_count=null`; the other arms retune search.tune_count=2 of them)
+  population-2, greedy-2, random-2
+              the same with `search.tune_count=2`: each tune child retunes 2 of the constants, chosen
+              at random, instead of all of them (the default), so lineages accumulate retunes and
+              siblings' retunes can merge
 Training is capped by steps (`trial.max_steps`, budget seconds left far above what the steps take),
 so val_bpb does not depend on the load of the machine and `--parallel` runs can share it. Figures
 per run: the best val_bpb (status ok only; the seed's runs included) after k trained trials, and
@@ -34,7 +36,9 @@ ARMS = {
     "population": ["+population=4", "search.tune_sampler=tpe"],
     "greedy": ["search.tune_sampler=tpe"],
     "random": ["search.tune_sampler=random"],
-    "greedy-all": ["search.tune_sampler=tpe", "search.tune_count=null"],
+    "population-2": ["+population=4", "search.tune_sampler=tpe", "search.tune_count=2"],
+    "greedy-2": ["search.tune_sampler=tpe", "search.tune_count=2"],
+    "random-2": ["search.tune_sampler=random", "search.tune_count=2"],
 }
 RESULTS = ROOT / "scripts" / "results" / "efficiency.json"
 

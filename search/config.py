@@ -101,7 +101,7 @@ class SearchConfig:
     early_stop_margin: Optional[float] = None  # stop a trial whose loss is this fraction above the best's at equal progress
     tune_sampler: str = "tpe"  # the tune operator's sampler: tpe (learns from results) | random (uniform draws)
     tune_startup_trials: int = 5  # tpe: results told before it stops drawing at random and starts learning
-    tune_count: Optional[int] = 2  # constants of tune_ranges a tune child changes, chosen at random (null: all)
+    tune_count: Optional[int] = None  # constants of tune_ranges a tune child changes, chosen at random (None: all)
 
 
 @dataclass
