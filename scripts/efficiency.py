@@ -162,14 +162,17 @@ def table(runs: list[dict], args: argparse.Namespace) -> tuple[str, str]:
               f"{spread([n['std'] for n in noises])} |",
               f"| floor = noise_k x std | {spread([n['floor'] for n in noises])} |"]
     sentences = []
-    same = [s for s in sorted({r["seed"] for r in runs})
-            if len({tuple(t["val_bpb"] for t in r["trials"]) for r in runs if r["seed"] == s}) == 1]
-    if same:
-        sentences.append(
-            f"- Seeds {', '.join(map(str, same))} of {len({r['seed'] for r in runs})}: every arm trained the same "
-            "val_bpb sequence, trial by trial; differences after equal device time then come only from how long "
-            "the same trials took on the shared machine.")
-    for a, b in [(x, y) for i, x in enumerate(arms) for y in arms[i + 1:]]:
+    # The arms of the defaults against each other, and each against its tune_count=2 variant.
+    base = [a for a in arms if not a.endswith("-2")]
+    pairs = [(x, y) for i, x in enumerate(base) for y in base[i + 1:]] + [(a, a + "-2") for a in base if a + "-2" in arms]
+    for a, b in pairs:
+        seeds = sorted({r["seed"] for r in runs if r["arm"] in (a, b)})
+        same = [s for s in seeds if len({tuple(t["val_bpb"] for t in r["trials"])
+                                        for r in runs if r["seed"] == s and r["arm"] in (a, b)}) == 1]
+        if same:
+            sentences.append(f"- {a} and {b} trained the same val_bpb sequence, trial by trial, on seeds "
+                             f"{', '.join(map(str, same))} of {len(seeds)}; there a difference after equal device "
+                             "time comes only from how long the same trials took on the shared machine.")
         sentences.append(verdict(runs, a, b, lambda r: best_after_trials(r, args.trials),
                                  f"after {args.trials} trials", floor))
         sentences.append(verdict(runs, a, b, lambda r: best_after_seconds(r, t_min),
