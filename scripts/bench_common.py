@@ -61,7 +61,13 @@ def spread(values: list[float]) -> str:
 
 def machine() -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU, Python {platform.python_version()}; " \
+    try:
+        import torch
+
+        gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    except ImportError:
+        gpu = "no GPU"
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), {gpu}, Python {platform.python_version()}; " \
            f"load average when written: {load}"
 
 
