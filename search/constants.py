@@ -100,10 +100,12 @@ def merge_constants(base: str, a: str, b: str) -> str | None:
         return None
     if not found["base"] or found["a"].keys() != found["base"].keys() or found["b"].keys() != found["base"].keys():
         return None
-    base_text = {name: _segment(base, c) for name, c in found["base"].items()}
+    base_lines = base.splitlines(keepends=True)
+    base_text = {name: _segment(base_lines, c) for name, c in found["base"].items()}
     changes = []
     for side, source in (("a", a), ("b", b)):
-        changed = {name: _segment(source, c) for name, c in found[side].items()}
+        lines = source.splitlines(keepends=True)
+        changed = {name: _segment(lines, c) for name, c in found[side].items()}
         changed = {name: text for name, text in changed.items() if text != base_text[name]}
         try:
             if _rewrite(base, found["base"], changed) != source:
@@ -117,11 +119,11 @@ def merge_constants(base: str, a: str, b: str) -> str | None:
     return _rewrite(base, found["base"], {**ours, **theirs})
 
 
-def _segment(source: str, c: Constant) -> str:
+def _segment(lines: list[str], c: Constant) -> str:
     """The source text of a one-line constant's value expression ('' for one spanning lines)."""
     if c.line != c.end_line:
         return ""
-    return source.splitlines(keepends=True)[c.line - 1].encode()[c.col : c.end_col].decode()
+    return lines[c.line - 1].encode()[c.col : c.end_col].decode()
 
 
 def _rewrite(source: str, found: dict[str, Constant], texts: dict[str, str]) -> str:
