@@ -2,7 +2,9 @@
 
 import json
 import os
+import shutil
 import socket
+import tempfile
 import time
 
 import pytest
@@ -273,3 +275,33 @@ def test_a_sigkilled_trial_says_it_may_have_run_out_of_memory(smoke_setup, tmp_p
     assert rec.status == "crash" and rec.sandbox == sandbox
     assert rec.reason.startswith("the trial process was killed by signal 9 (SIGKILL), possibly by the kernel's "
                                  "out-of-memory killer")
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_the_seed_compiled_as_on_a_gpu_trains_ok_under_the_confinement(smoke_setup, tmp_path, sandbox, monkeypatch):
+    """On CUDA the seed torch.compiles its model inside the confined trial process, and the compiler
+    writes its caches (Inductor's; on a GPU Triton's too) where the runner pointed them. Here the
+    seed's CUDA gate is lifted so Inductor compiles for the CPU under the same rules."""
+    source = (PROJECT_ROOT / "train" / "train.py").read_text()
+    gate = "if COMPILE and on_cuda else model"
+    assert gate in source, "the seed's compile line changed; update this test"
+    variant = tmp_path / "variant"
+    (variant / "train").mkdir(parents=True)
+    (variant / "model").mkdir()
+    (variant / "train" / "train.py").write_text(source.replace(gate, "if COMPILE else model"))
+    shutil.copy(PROJECT_ROOT / "model" / "gpt.py", variant / "model" / "gpt.py")
+    # A fresh system temp directory, so the compiler really writes (no cache hit from earlier runs).
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    conf, prepared = smoke_setup
+    t = dict(conf["trial"], sandbox=sandbox, max_steps=3, startup_seconds=600)
+    spec = {"variant_dir": str(variant), "data": prepared.spec(), "trial": t, "editable": conf["editable"]}
+    rec = run_trial_process(spec, tmp_path / "trial")
+    assert rec.status == "ok", rec.reason + rec.log_tail
+    assert rec.sandbox == sandbox and rec.val_bpb < rec.uniform_bpb
+    if sandbox == "none":  # inside bwrap the caches live in the sandbox's private /tmp, gone with it
+        assert list((system_tmp / f"torchinductor_{os.getuid()}").rglob("*.py")), "Inductor wrote no cache"
