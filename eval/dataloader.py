@@ -120,8 +120,11 @@ def pack_rows(pieces: Iterable[np.ndarray], row_len: int, lookahead: int = 64) -
         yield row
 
 
-def eval_rows(store: TokenStore, bos_id: int, seq_len: int, num_tokens: int) -> np.ndarray:
+def eval_rows(store: TokenStore, bos_id: int, seq_len: int, num_tokens: int, split: str = "val") -> np.ndarray:
     """The fixed evaluation rows: documents in stored order, packed, enough rows for num_tokens.
+
+    Args:
+        split: "val" or "test", for the error message (which settings to change).
 
     Returns:
         int64 array (rows, seq_len + 1), rows = ceil(num_tokens / seq_len).
@@ -135,11 +138,11 @@ def eval_rows(store: TokenStore, bos_id: int, seq_len: int, num_tokens: int) -> 
         rows.append(row)
         if len(rows) == need:
             return np.stack(rows)
+    setting = "trial.eval_tokens" if split == "val" else "trial.test_tokens"
     raise ValueError(
-        f"the split has {store.num_tokens} tokens in {store.num_docs} documents, which pack into "
-        f"{len(rows)} rows of {seq_len}; {need} rows ({num_tokens} tokens) are needed. Lower "
-        "trial.eval_tokens / trial.test_tokens, or raise data.val_fraction / data.test_fraction, "
-        "or use a larger corpus"
+        f"the {split} split has {store.num_tokens:,} tokens in {store.num_docs:,} documents, which pack into "
+        f"{len(rows):,} rows of {seq_len}; {setting}={num_tokens:,} needs {need:,}. Lower {setting}, raise "
+        f"data.{split}_fraction, or use a larger corpus"
     )
 
 

@@ -43,6 +43,22 @@ class PreparedData:
         d = self.directory
         return {"tokenizer": str(d / "tokenizer.json"), **{s: str(d / f"{s}.npz") for s in SPLITS}}
 
+    def check_evaluation(self, trial: dict[str, Any]) -> None:
+        """Raise ValueError, before anything trains, when the val or test split is too small for the
+        preset's evaluation (trial.eval_tokens, trial.test_tokens at trial.seq_len). A trial would
+        otherwise train its whole budget first and then fail, and so would every trial of a search."""
+        from eval.dataloader import eval_rows
+        from eval.tokenizer import load_tokenizer
+
+        bos_id = load_tokenizer(self.directory / "tokenizer.json").bos_id
+        for split, key in (("val", "eval_tokens"), ("test", "test_tokens")):
+            store = TokenStore.load(self.directory / f"{split}.npz")
+            try:
+                eval_rows(store, bos_id, trial["seq_len"], trial[key], split)
+            except ValueError as exc:
+                raise ValueError(f"data {self.meta.get('name')} is too small for the {trial.get('name')} preset's "
+                                 f"evaluation: {exc}") from None
+
     def spec(self) -> dict[str, Any]:
         """What a trial spec needs: the file paths and a summary for the record."""
         info = {k: self.meta[k] for k in ("name", "source", "fingerprint", "vocab_size", "tokens", "documents")}

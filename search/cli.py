@@ -67,6 +67,7 @@ def trial_command(cfg: DictConfig, run_dir: Path) -> "TrialRecord":  # noqa: F82
     conf = resolved(cfg)
     trial, data = conf["trial"], conf["data"]
     prepared = prepare_data(data, trial["vocab_size"])
+    prepared.check_evaluation(trial)
     variant_dir = resolve_variant(trial.get("variant"), conf["editable"], run_dir / "variant")
     spec = {"variant_dir": str(variant_dir), "data": prepared.spec(), "trial": trial, "editable": conf["editable"]}
     print(f"trial: preset {trial['name']}, budget {trial['budget_seconds']:.0f}s, data {data['name']}, "

@@ -106,6 +106,7 @@ class SearchRun:
         trial = self.conf["trial"]
         resolve_sandbox(trial.get("sandbox") or "auto")  # trial.sandbox=bwrap that cannot work: an error now
         self.prepared = prepare_data(self.conf["data"], trial["vocab_size"], log=self.say)
+        self.prepared.check_evaluation(trial)
         repo = self.conf["lineage"]["repo"] or str(PROJECT_ROOT)
         self.lineage = Lineage(Path(repo), self.name, self.editable, self.conf["lineage"].get("remote"))
         self.scheduler = Scheduler(self.conf["storage"]["url"], self.run_dir, self.name)

@@ -68,6 +68,7 @@ def worker_command(conf: dict[str, Any], run_dir: Path, data_overridden: bool = 
     lineage = Lineage(Path(repo), name, merged["editable"], merged["lineage"].get("remote"))
     try:
         prepared = prepare_data(merged["data"], merged["trial"]["vocab_size"], log=search.say)
+        prepared.check_evaluation(merged["trial"])
         search.attach_worker(prepared, lineage, scheduler)
         before = _trained_by_me(scheduler)
         search.say(f"[worker] run {name}: training its queued trials from {scheduler.url}"

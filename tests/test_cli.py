@@ -60,6 +60,22 @@ def test_bad_tune_count_is_one_line_before_anything_runs(tmp_path):
     assert not (tmp_path / "run" / "study.db").exists()
 
 
+def test_data_too_small_for_the_evaluation_is_one_line_before_anything_trains(tmp_path):
+    """Caught after the data is prepared and before a trial starts: not after a whole budget of training
+    (on the gpu preset, 5 minutes per trial, for every trial of a search)."""
+    out = cli("trial", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}", "trial.eval_tokens=50000000",
+              f"hydra.run.dir={tmp_path / 'trial'}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "data shakespeare is too small for the smoke preset's evaluation: the val split has" in out.stderr
+    assert "trial.eval_tokens=50,000,000 needs 781,250. Lower trial.eval_tokens, raise data.val_fraction" in out.stderr
+    assert not (tmp_path / "trial" / "trial").exists()  # no trial process was started
+    out = cli("run", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}", "llm=none", "trial.test_tokens=50000000",
+              f"hydra.run.dir={tmp_path / 'run'}", "run.name=small")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "the test split has" in out.stderr and "Lower trial.test_tokens, raise data.test_fraction" in out.stderr
+    assert not (tmp_path / "run" / "study.db").exists()
+
+
 def test_gpu_default_only_without_a_chosen_preset(monkeypatch):
     monkeypatch.delenv("EVORESEARCH_NO_GPU_DEFAULT", raising=False)
     import torch

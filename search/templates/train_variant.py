@@ -32,12 +32,18 @@ def hard_limit(trial: dict) -> float:
 
 def main() -> int:
     sys.path.insert(0, str(HERE))  # this directory's eval/, whatever the working directory
+    from eval.download import DataError
     from eval.prepare import prepare_data
 
     conf = json.loads((HERE / "run_config.json").read_text())
     figures = json.loads((HERE / "figures.json").read_text())
     trial, data = conf["trial"], conf["data"]
-    prepared = prepare_data(data, trial["vocab_size"])
+    try:
+        prepared = prepare_data(data, trial["vocab_size"])
+        prepared.check_evaluation(trial)
+    except (DataError, ValueError) as exc:  # the data cannot be had, or is too small for the preset
+        print(f"train_variant: {exc}", file=sys.stderr)
+        return 2
 
     out = HERE / "trial"
     out.mkdir(exist_ok=True)
