@@ -108,7 +108,8 @@ def out_of_memory(exc: BaseException, limit_mb: int | None) -> str | None:
     import torch
 
     first = (str(exc).strip().splitlines() or [""])[0]
-    if isinstance(exc, torch.OutOfMemoryError):
+    # torch.OutOfMemoryError is the device-agnostic name from torch 2.5 on; 2.4 has only the CUDA one.
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
         return f"out of GPU memory: {first}"
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
             "can't allocate memory" in first or "not enough memory" in first)):
@@ -310,7 +311,7 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
     for split, n_tokens in (("val", t_cfg["eval_tokens"]), ("test", t_cfg["test_tokens"])):
         with guard.permit(spec["data"][split]):  # the harness's own read, on this thread only
             store = TokenStore.load(Path(spec["data"][split]))
-        rows = eval_rows(store, tok.bos_id, t_cfg["seq_len"], n_tokens)
+        rows = eval_rows(store, tok.bos_id, t_cfg["seq_len"], n_tokens, split)
         try:
             results[split] = evaluate_bpb(model, rows, token_bytes, device, t_cfg["eval_batch_rows"], autocast)
         except Exception as exc:

@@ -100,3 +100,16 @@ def test_the_probe_still_catches_lookahead_under_bf16_autocast(monkeypatch):
     assert probe_causality(model, 256, 64, CPU).passed is False  # full precision catches it
     probe = probe_causality(model, 256, 64, CPU, autocast_dtype=torch.bfloat16)
     assert not probe.passed and "looks ahead" in probe.reason()
+
+
+@pytest.mark.parametrize("torch_has_the_agnostic_name", [True, False])
+def test_cuda_out_of_memory_is_oom_also_on_torch_2_4(monkeypatch, torch_has_the_agnostic_name):
+    """torch.OutOfMemoryError arrived in torch 2.5; the project admits 2.4, which raises only
+    torch.cuda.OutOfMemoryError. Either way the trial ends `oom`, and any other error is not one."""
+    from eval.trial import out_of_memory
+
+    if not torch_has_the_agnostic_name:
+        monkeypatch.delattr(torch, "OutOfMemoryError")
+    exc = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+    assert out_of_memory(exc, None) == "out of GPU memory: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert out_of_memory(RuntimeError("shape mismatch"), None) is None
