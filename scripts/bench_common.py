@@ -52,6 +52,15 @@ def study_rows(workdir: Path, name: str) -> tuple[list[dict], dict]:
     return s.trials(), s.run_attrs()
 
 
+def trial_overrides(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Split a benchmark's argv at `--`: (its own arguments, the overrides after `--`, and those
+    overrides with the data defaulting to Tiny Shakespeare from ../shared/data when none names `data`)."""
+    own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    if any(o.startswith("data") for o in extra):
+        return own, extra, list(extra)
+    return own, extra, ["data=shakespeare", f"data.path={SHAKESPEARE}", *extra]
+
+
 def spread(values: list[float]) -> str:
     """mean ± std (n)."""
     if len(values) == 1:

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from statistics import mean, stdev
 
-from bench_common import ROOT, SHAKESPEARE, write_section
+from bench_common import ROOT, SHAKESPEARE, trial_overrides, write_section
 
 FIGURES = [("val_bpb", "val_bpb", "{:.4f}"), ("test_bpb", "test_bpb", "{:.4f}"), ("MFU %", "mfu_percent", "{:.1f}"),
            ("tokens/s", "tokens_per_second", "{:,.0f}"), ("peak memory MB", "peak_mem_mb", "{:,.0f}"),
@@ -58,19 +58,16 @@ def cell(records: list[dict], key: str, form: str) -> str:
 
 
 def main() -> None:
-    argv = sys.argv[1:]
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    own, extra, overrides = trial_overrides(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  epilog="Arguments after -- are overrides for `python -m search trial`.")
     ap.add_argument("--preset", default="gpu", help="trial preset: gpu, cpu or smoke")
     ap.add_argument("--repeats", type=int, default=3, help="trials of the seed, trial.seed=0..repeats-1")
     ap.add_argument("--workdir", default=None, help="where trials go (default: a new temporary directory, kept)")
     ap.add_argument("--no-write", action="store_true", help="do not write docs/BENCHMARKS.md")
-    args = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args = ap.parse_args(own)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
-    overrides = extra if any(o.startswith("data") for o in extra) else \
-        ["data=shakespeare", f"data.path={SHAKESPEARE}", *extra]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="seed-figures-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"[seed] {args.repeats} trials of the seed on trial={args.preset} in {workdir}", flush=True)
