@@ -179,7 +179,7 @@ def _read_record(path: Path, token: str, returncode: int | None, killed: bool, l
         f"exited with code {returncode}")
     reason = f"the trial process {how} before writing its record"
     if returncode == -signal.SIGKILL:  # nothing here sends SIGKILL before the process has exited
-        reason = (f"the trial process was killed by signal 9 (SIGKILL) before writing its record, possibly by the "
+        reason = ("the trial process was killed by signal 9 (SIGKILL) before writing its record, possibly by the "
                   "kernel's out-of-memory killer; trial.memory_limit_mb makes the trial fail as `oom` before the "
                   "machine runs out")
     return TrialRecord(status="crash", reason=reason, log_tail=log_tail)
