@@ -141,7 +141,7 @@ def eval_rows(store: TokenStore, bos_id: int, seq_len: int, num_tokens: int, spl
     setting = "trial.eval_tokens" if split == "val" else "trial.test_tokens"
     raise ValueError(
         f"the {split} split has {store.num_tokens:,} tokens in {store.num_docs:,} documents, which pack into "
-        f"{len(rows):,} rows of {seq_len}; {setting}={num_tokens:,} needs {need:,}. Lower {setting}, raise "
+        f"{len(rows):,} rows of {seq_len}; {setting}={num_tokens:,} needs {need:,} rows. Lower {setting}, raise "
         f"data.{split}_fraction, or use a larger corpus"
     )
 

@@ -67,7 +67,7 @@ def test_data_too_small_for_the_evaluation_is_one_line_before_anything_trains(tm
               f"hydra.run.dir={tmp_path / 'trial'}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "data shakespeare is too small for the smoke preset's evaluation: the val split has" in out.stderr
-    assert "trial.eval_tokens=50,000,000 needs 781,250. Lower trial.eval_tokens, raise data.val_fraction" in out.stderr
+    assert "trial.eval_tokens=50,000,000 needs 781,250 rows. Lower trial.eval_tokens, raise data.val_fraction" in out.stderr
     assert not (tmp_path / "trial" / "trial").exists()  # no trial process was started
     out = cli("run", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}", "llm=none", "trial.test_tokens=50000000",
               f"hydra.run.dir={tmp_path / 'run'}", "run.name=small")

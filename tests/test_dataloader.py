@@ -44,9 +44,9 @@ def test_eval_rows_fixed_and_deterministic():
 def test_eval_rows_too_few_tokens_names_the_fix():
     store = _store([10] * 3)
     with pytest.raises(ValueError, match=r"the val split has 30 tokens in 3 documents, which pack into 1 rows of 16; "
-                       r"trial.eval_tokens=10,000 needs 625. Lower trial.eval_tokens, raise data.val_fraction"):
+                       r"trial.eval_tokens=10,000 needs 625 rows. Lower trial.eval_tokens, raise data.val_fraction"):
         eval_rows(store, BOS, 16, 10_000)
-    with pytest.raises(ValueError, match=r"trial.test_tokens=10,000 needs 625. Lower trial.test_tokens, raise "
+    with pytest.raises(ValueError, match=r"trial.test_tokens=10,000 needs 625 rows. Lower trial.test_tokens, raise "
                        r"data.test_fraction"):
         eval_rows(store, BOS, 16, 10_000, "test")
 
