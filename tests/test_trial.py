@@ -278,6 +278,8 @@ def test_a_sigkilled_trial_says_it_may_have_run_out_of_memory(smoke_setup, tmp_p
                           "before the machine runs out")
 
 
+@pytest.mark.skipif(not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")),
+                    reason="torch.compile for the CPU needs a C++ compiler")
 @pytest.mark.parametrize("sandbox", SANDBOXES)
 def test_the_seed_compiled_as_on_a_gpu_trains_ok_under_the_confinement(smoke_setup, tmp_path, sandbox, monkeypatch):
     """On CUDA the seed torch.compiles its model inside the confined trial process, and the compiler
