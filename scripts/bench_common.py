@@ -52,6 +52,24 @@ def study_rows(workdir: Path, name: str) -> tuple[list[dict], dict]:
     return s.trials(), s.run_attrs()
 
 
+def seed_trial(label: str, overrides: list[str], run_dir: Path) -> tuple[dict, float]:
+    """`python -m search trial <overrides>` on this checkout's seed: its record and the command's wall
+    seconds. Raises SystemExit, with the error or the log's tail, unless the trial ended ok."""
+    cmd = [sys.executable, "-m", "search", "trial", *overrides, f"hydra.run.dir={run_dir}"]
+    t0 = time.time()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1"))
+    wall = time.time() - t0
+    record_path = run_dir / "trial" / "record.json"
+    if not record_path.exists():
+        raise SystemExit(f"[{label}] the trial command failed (exit {out.returncode}): {' '.join(cmd)}\n"
+                         f"{(out.stderr or out.stdout)[-3000:]}")
+    record = json.loads(record_path.read_text())
+    if record.get("status") != "ok":
+        raise SystemExit(f"[{label}] the seed ended {record.get('status')}: {record.get('reason')}\n"
+                         f"{(record.get('log_tail') or out.stdout)[-3000:]}")
+    return record, wall
+
+
 def trial_overrides(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
     """Split a benchmark's argv at `--`: (its own arguments, the overrides after `--`, and those
     overrides with the data defaulting to Tiny Shakespeare from ../shared/data when none names `data`)."""

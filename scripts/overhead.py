@@ -15,30 +15,19 @@ Writes its table to docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench_common import ROOT, spread, trial_overrides, write_section
+from bench_common import seed_trial, spread, trial_overrides, write_section
 
 DEFAULT_PRESETS = "smoke,cpu"
 
 
 def one(preset: str, overrides: list[str], workdir: Path, i: int) -> dict:
-    run_dir = workdir / f"{preset}-{i}"
-    cmd = [sys.executable, "-m", "search", "trial", f"trial={preset}", *overrides,
-           f"data.cache_dir={workdir / 'cache'}", f"hydra.run.dir={run_dir}"]
-    t0 = time.time()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1"))
-    wall = time.time() - t0
-    if out.returncode != 0:
-        raise SystemExit(f"[overhead] the trial command failed (exit {out.returncode}): {' '.join(cmd)}\n"
-                         f"{(out.stderr or out.stdout)[-3000:]}")
-    rec = json.loads((run_dir / "trial" / "record.json").read_text())
+    rec, wall = seed_trial("overhead", [f"trial={preset}", *overrides, f"data.cache_dir={workdir / 'cache'}"],
+                           workdir / f"{preset}-{i}")
     return {"training": rec["training_seconds"], "total": rec["total_seconds"],
             "overhead": rec["total_seconds"] - rec["training_seconds"], "wall": wall, "val_bpb": rec["val_bpb"]}
 

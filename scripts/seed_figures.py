@@ -18,33 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from statistics import mean, stdev
 
-from bench_common import ROOT, SHAKESPEARE, trial_overrides, write_section
+from bench_common import ROOT, SHAKESPEARE, seed_trial, trial_overrides, write_section
 
 FIGURES = [("val_bpb", "val_bpb", "{:.4f}"), ("test_bpb", "test_bpb", "{:.4f}"), ("MFU %", "mfu_percent", "{:.1f}"),
            ("tokens/s", "tokens_per_second", "{:,.0f}"), ("peak memory MB", "peak_mem_mb", "{:,.0f}"),
            ("steps", "num_steps", "{:.0f}"), ("training s", "training_seconds", "{:.1f}"),
            ("total s", "total_seconds", "{:.1f}")]
-
-
-def trial(preset: str, overrides: list[str], run_dir: Path, seed: int) -> dict:
-    """One trial of the seed; its record. Raises SystemExit with the log's tail if it did not end ok."""
-    cmd = [sys.executable, "-m", "search", "trial", f"trial={preset}", f"trial.seed={seed}", *overrides,
-           f"hydra.run.dir={run_dir}"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    record_path = run_dir / "trial" / "record.json"
-    if not record_path.exists():
-        raise SystemExit(f"[seed] the trial command failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
-    record = json.loads(record_path.read_text())
-    if record.get("status") != "ok":
-        raise SystemExit(f"[seed] the seed ended {record.get('status')}: {record.get('reason')}\n"
-                         f"{(record.get('log_tail') or out.stdout)[-3000:]}")
-    return record
 
 
 def cell(records: list[dict], key: str, form: str) -> str:
@@ -73,7 +57,7 @@ def main() -> None:
     print(f"[seed] {args.repeats} trials of the seed on trial={args.preset} in {workdir}", flush=True)
     records = []
     for i in range(args.repeats):
-        rec = trial(args.preset, overrides, workdir / f"trial-{i}", i)
+        rec, _ = seed_trial("seed", [f"trial={args.preset}", f"trial.seed={i}", *overrides], workdir / f"trial-{i}")
         records.append(rec)
         print(f"[seed] {i + 1}/{args.repeats}: val_bpb {rec['val_bpb']:.4f}, MFU {rec.get('mfu_percent')}, "
               f"{rec.get('tokens_per_second') or 0:,.0f} tokens/s, peak {rec.get('peak_mem_mb') or 0:,.0f} MB, "
