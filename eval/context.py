@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from eval.dataloader import TokenStore, batch_iterator, train_rows
+from eval.data.dataloader import TokenStore, batch_iterator, train_rows
 from eval.measure import TrainingClock, synchronize
 from eval.record import WATCHDOG_MARK
 

@@ -2,7 +2,7 @@
 
     python -m eval.trial <spec.json>
 
-Run by `search.runner` in its own process group; it reads the spec the runner wrote, imports the
+Run by `search.run.runner` in its own process group; it reads the spec the runner wrote, imports the
 variant's `train/train.py` from the variant directory, hands it a `TrialContext`, and after
 training probes causality, evaluates val and test bits per byte, and writes the record JSON. The
 variant never sees the validation or test tokens, never computes its own metric, and never
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     limit_memory(spec["trial"].get("memory_limit_mb"))
     record = run_trial(spec)
-    from eval.tokenizer import write_atomic
+    from eval.data.tokenizer import write_atomic
 
     payload = json.loads(record.to_json())
     payload["token"] = token
@@ -188,12 +188,12 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
 
     from eval import confine
     from eval.context import TrialContext, TrialDiverged, TrialStopped, Watchdog
-    from eval.dataloader import TokenStore, eval_rows
+    from eval.data.dataloader import TokenStore, eval_rows
     from eval.measure import TrainingClock, peak_flops, peak_memory_mb
     from eval.metric import evaluate_bpb
     from eval.probe import probe_causality
     from eval.record import TrialRecord
-    from eval.tokenizer import load_tokenizer
+    from eval.data.tokenizer import load_tokenizer
 
     t_cfg = spec["trial"]
     variant_dir = Path(spec["variant_dir"]).resolve()

@@ -46,7 +46,7 @@ def run_search(workdir: Path, name: str, overrides: list[str], log: Path) -> flo
 def study_rows(workdir: Path, name: str) -> tuple[list[dict], dict]:
     """The trials and run attributes of a finished run's study."""
     sys.path.insert(0, str(ROOT))
-    from search.scheduler import Scheduler
+    from search.run.scheduler import Scheduler
 
     s = Scheduler(None, workdir / "outputs" / name, name)
     return s.trials(), s.run_attrs()

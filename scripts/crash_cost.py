@@ -28,8 +28,8 @@ VARIANTS = ("crash_at_start", "crash_midway", "crash_in_eval")
 def main() -> None:
     from conftest import compose_config  # the CLI's own config composition
 
-    from eval.prepare import prepare_data
-    from search.runner import run_trial_process
+    from eval.data.prepare import prepare_data
+    from search.run.runner import run_trial_process
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=20.0)

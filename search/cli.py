@@ -20,10 +20,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from search import PROJECT_ROOT
-from eval.download import DataError
+from eval.data.download import DataError
 from search.config import register_configs
-from search.lineage import LineageError
-from search.sandbox import SandboxError
+from search.lineage.repo import LineageError
+from search.run.sandbox import SandboxError
 
 register_configs()
 
@@ -60,9 +60,9 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 
 def trial_command(cfg: DictConfig, run_dir: Path) -> "TrialRecord":  # noqa: F821
     """Prepare the data, materialize the variant, run one trial and return its record."""
-    from eval.prepare import prepare_data
-    from search.runner import run_trial_process
-    from search.variants import resolve_variant
+    from eval.data.prepare import prepare_data
+    from search.run.runner import run_trial_process
+    from search.lineage.variants import resolve_variant
 
     conf = resolved(cfg)
     trial, data = conf["trial"], conf["data"]
@@ -101,7 +101,7 @@ def _user_error(exc: Exception) -> None:
 
 def run_command(cfg: DictConfig, run_dir: Path, llm=None) -> "RunSummary":  # noqa: F821
     """Run (or resume) the search described by the config; returns its summary."""
-    from search.loop import SearchRun
+    from search.run.loop import SearchRun
 
     conf = resolved(cfg)
     population = conf.get("population")
@@ -117,7 +117,7 @@ def run_command(cfg: DictConfig, run_dir: Path, llm=None) -> "RunSummary":  # no
 def _storage_error(exc: Exception) -> bool:
     """The machine would not store the run (disk full, read-only or forbidden output): one line
     saying what to fix; the run resumes with the same command afterwards."""
-    from search.loop import is_fatal
+    from search.run.loop import is_fatal
 
     if not is_fatal(exc):
         return False
@@ -151,7 +151,7 @@ def _run_main(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _worker_main(cfg: DictConfig) -> None:
-    from search.worker import worker_command
+    from search.run.remote_worker import worker_command
 
     hc = HydraConfig.get()
     data_overridden = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in hc.overrides.task)
@@ -223,7 +223,7 @@ def compose_run_config(overrides: list[str]) -> tuple[DictConfig, Path]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from search.runs import list_runs
+    from search.record.runs import list_runs
 
     try:
         cfg = _compose(overrides)
@@ -239,16 +239,16 @@ def compose_run_config(overrides: list[str]) -> tuple[DictConfig, Path]:
 
 def report_command(kind: str, overrides: list[str]) -> list[Path]:
     """Build the report `kind` of the run the overrides name; returns the files written."""
-    from search.report import write_lineage_report
-    from search.runs import load_run
+    from search.report.lineage import write_lineage_report
+    from search.record.runs import load_run
 
     if kind not in REPORT_KINDS:
         raise ValueError(f"unknown report {kind!r}; the reports are: {', '.join(REPORT_KINDS)}")
     cfg, run_dir = compose_run_config(overrides)
     state = load_run(run_dir, cfg.run.name)
     if kind == "ablation":
-        from search.ablation import run_ablation
-        from search.ablation_report import write_ablation_report
+        from search.ablation.run import run_ablation
+        from search.ablation.report import write_ablation_report
 
         result = run_ablation(state, OmegaConf.to_container(cfg.ablation, resolve=True), cfg.variant)
         written = write_ablation_report(state, result)
@@ -261,8 +261,8 @@ def report_command(kind: str, overrides: list[str]) -> list[Path]:
 
 def export_command(overrides: list[str]) -> "Export":  # noqa: F821
     """Export the variant the overrides pick as a directory (out=) or a branch (branch=)."""
-    from search.export import branch_variant, export_variant
-    from search.runs import load_run
+    from search.report.export import branch_variant, export_variant
+    from search.record.runs import load_run
 
     cfg, run_dir = compose_run_config(overrides)
     if not cfg.out and not cfg.branch:

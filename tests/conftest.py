@@ -43,7 +43,7 @@ def smoke_setup(tmp_path_factory):
     """(config, prepared data) for experiment=cpu_smoke on the shared Shakespeare file."""
     if not SHAKESPEARE.exists():
         pytest.skip(f"{SHAKESPEARE} is missing")
-    from eval.prepare import prepare_data
+    from eval.data.prepare import prepare_data
 
     cache = tmp_path_factory.mktemp("cache")
     conf = compose_config(["experiment=cpu_smoke", f"data.path={SHAKESPEARE}", f"data.cache_dir={cache}"])

@@ -58,9 +58,9 @@ def _finish_waiting(sched, accept=lambda attrs: True) -> int:
 @pytest.fixture
 def toy_run(tmp_path):
     """A run with the seed (2 repeats), a rename (v0001) and an LR change on top of it (v0002), all trained."""
-    from search.guards import content_hash
-    from search.lineage import Lineage
-    from search.scheduler import Scheduler
+    from search.operators.guards import content_hash
+    from search.lineage.repo import Lineage
+    from search.run.scheduler import Scheduler
 
     repo = tmp_path / "repo"
     (repo / "train").mkdir(parents=True)
@@ -97,8 +97,8 @@ def toy_run(tmp_path):
 
 
 def _ablate(run_dir, variant="v0002", **settings):
-    from search.ablation import run_ablation
-    from search.runs import load_run
+    from search.ablation.run import run_ablation
+    from search.record.runs import load_run
 
     return run_ablation(load_run(run_dir, "toy"), {"repeats": None, "max_changes": 12, "hunks": True, "work": False,
                                                    **settings}, variant, out=open(os.devnull, "w"))
@@ -144,8 +144,8 @@ def test_ablation_with_more_repeats_adds_only_the_new_trial_seeds(toy_run):
 
 
 def test_the_target_must_be_a_trained_variant_other_than_the_seed(toy_run):
-    from search.ablation import AblationError, choose_target
-    from search.report_data import PickError, aggregate_variants
+    from search.ablation.run import AblationError, choose_target
+    from search.record.data import PickError, aggregate_variants
 
     run_dir, sched = toy_run
     variants = aggregate_variants(sched.trials())
@@ -165,7 +165,7 @@ def test_the_target_must_be_a_trained_variant_other_than_the_seed(toy_run):
 
 
 def test_running_ablation_trials_of_a_dead_process_here_are_requeued():
-    from search.ablation import _dead_here
+    from search.ablation.run import _dead_here
 
     host = socket.gethostname()
     dead = 2 ** 22 + 12345
@@ -191,12 +191,12 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def known(run):
     """Commit, queue and train (through the search's own worker) the rename and then the warmdown change."""
-    from eval.prepare import prepare_data
-    from search.guards import content_hash
-    from search.lineage import Lineage
-    from search.loop import SearchRun, variant_name, variant_number
-    from search.report_data import aggregate_variants
-    from search.scheduler import Scheduler
+    from eval.data.prepare import prepare_data
+    from search.operators.guards import content_hash
+    from search.lineage.repo import Lineage
+    from search.run.loop import SearchRun, variant_name, variant_number
+    from search.record.data import aggregate_variants
+    from search.run.scheduler import Scheduler
 
     conf = json.loads((run.run_dir / "config.json").read_text())
     sched = Scheduler(None, run.run_dir, run.name)
@@ -227,7 +227,7 @@ def known(run):
 @pytest.fixture(scope="module")
 def ablation(run, known):
     """The report, then the same command again: (first CompletedProcess, second, trials before the rerun)."""
-    from search.scheduler import Scheduler
+    from search.run.scheduler import Scheduler
 
     args = ("report", "ablation", *run.where(), f"variant={known['target']}", "ablation.repeats=2")
     first = cli(*args)
@@ -274,8 +274,8 @@ def test_the_rename_has_no_effect_and_the_warmdown_change_helps_beyond_noise(run
 
 @pytest.mark.slow
 def test_trials_land_in_the_study_and_results_with_their_ablation_keys(run, known, ablation):
-    from search.report_data import aggregate_variants
-    from search.scheduler import Scheduler
+    from search.record.data import aggregate_variants
+    from search.run.scheduler import Scheduler
 
     trials = Scheduler(None, run.run_dir, run.name, create=False).trials()
     ours = [t for t in trials if t.get("operator") == "ablation"]
@@ -297,7 +297,7 @@ def test_trials_land_in_the_study_and_results_with_their_ablation_keys(run, know
 
 @pytest.mark.slow
 def test_a_rerun_trains_nothing_new(run, known, ablation):
-    from search.scheduler import Scheduler
+    from search.run.scheduler import Scheduler
 
     _, second, before = ablation
     assert second.returncode == 0, second.stderr[-3000:]

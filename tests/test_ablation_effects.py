@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from search.ablation_effects import change_effect, measure_effects, ok_runs, verdict
-from search.ablation_plan import ADD_ONE, LEAVE_ONE_OUT, build_candidates, decompose
+from search.ablation.effects import change_effect, measure_effects, ok_runs, verdict
+from search.ablation.plan import ADD_ONE, LEAVE_ONE_OUT, build_candidates, decompose
 from test_ablation_plan import LR_TEN, RENAMED, SEED, files, steps_of
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from search.ablation_plan import (
+from search.ablation.plan import (
     ADD_ONE, LEAVE_ONE_OUT, ChangeError, Step, apply_hunk, apply_hunks, build_candidates, check_files, decompose,
     diff_hunks, files_hunks, unbound_names,
 )

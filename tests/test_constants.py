@@ -1,6 +1,6 @@
 import pytest
 
-from search.constants import find_constants, format_value, merge_constants, set_constants
+from search.operators.constants import find_constants, format_value, merge_constants, set_constants
 
 SRC = '''"""doc"""
 import math

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from eval.dataloader import TokenStore, eval_rows, iter_pieces, pack_rows, train_rows
+from eval.data.dataloader import TokenStore, eval_rows, iter_pieces, pack_rows, train_rows
 
 BOS = 99
 

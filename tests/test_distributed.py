@@ -20,9 +20,9 @@ import pytest
 from conftest import SHAKESPEARE
 from pgserver import start_postgres
 from smoke_run import ROOT, git, make_seed_repo
-from search.liveness import worker_process
-from search.report_data import SEED
-from search.scheduler import Scheduler
+from search.run.liveness import worker_process
+from search.record.data import SEED
+from search.run.scheduler import Scheduler
 
 pytestmark = pytest.mark.slow
 

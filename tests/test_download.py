@@ -1,4 +1,4 @@
-"""eval.download against a scripted HTTP server on 127.0.0.1."""
+"""eval.data.download against a scripted HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from eval.download import DataError, DownloadError, download, file_sha256
+from eval.data.download import DataError, DownloadError, download, file_sha256
 
 PAYLOAD = bytes(range(256)) * 64 + b"tail"  # 16 KiB + 4 bytes, every byte value present
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()

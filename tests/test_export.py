@@ -22,8 +22,8 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def variants(run):
-    from search.report_data import aggregate_variants
-    from search.scheduler import Scheduler
+    from search.record.data import aggregate_variants
+    from search.run.scheduler import Scheduler
 
     return aggregate_variants(Scheduler(None, run.run_dir, run.name, create=False).trials())
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from search.guards import check_candidate, check_static, content_hash
+from search.operators.guards import check_candidate, check_static, content_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 EDITABLE = ["train/train.py", "model/gpt.py"]
@@ -20,7 +20,7 @@ def test_seed_passes_every_guard_as_a_changed_candidate():
 
 @pytest.mark.parametrize("code,needle", [
     ("import eval.metric\n", "imports eval.metric"),
-    ("from eval.dataloader import TokenStore\n", "imports eval.dataloader"),
+    ("from eval.data.dataloader import TokenStore\n", "imports eval.data.dataloader"),
     ("import subprocess\n", "imports subprocess"),
     ("x = open('/root/.cache/evoresearch/val.npz').read()\n", "calls open()"),
     ("import numpy as np\nx = np.load('val.npz')\n", ".load()"),

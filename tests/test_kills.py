@@ -23,8 +23,8 @@ import pytest
 
 from conftest import SHAKESPEARE
 from smoke_run import ROOT, git, make_seed_repo
-from search.report_data import SEED
-from search.scheduler import Scheduler
+from search.record.data import SEED
+from search.run.scheduler import Scheduler
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from search.lineage import Lineage, LineageError, materialize_commit
+from search.lineage.repo import Lineage, LineageError, materialize_commit
 
 EDITABLE = ["train/train.py", "model/gpt.py"]
 TRAIN = "LR = 0.01  # learning rate\nSTEPS = 10  # steps\n\n\ndef main():\n    return LR * STEPS\n"

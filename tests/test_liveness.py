@@ -11,9 +11,9 @@ from datetime import datetime
 
 import pytest
 
-from search.failpoints import failpoint
-from search.liveness import dead_here, is_dead, last_sign_of_life, stale_after_seconds, worker_name, worker_process
-from search.loop import SearchRun, visible_gpus
+from search.run.failpoints import failpoint
+from search.run.liveness import dead_here, is_dead, last_sign_of_life, stale_after_seconds, worker_name, worker_process
+from search.run.loop import SearchRun, visible_gpus
 
 HOST = socket.gethostname()
 
@@ -99,7 +99,7 @@ def test_failpoints_do_nothing_unless_named(monkeypatch):
 
 
 def test_a_failpoint_kills_its_process_on_the_nth_pass():
-    code = "from search.failpoints import failpoint\nfor i in range(5):\n    print(i, flush=True)\n    failpoint('queued')\n"
+    code = "from search.run.failpoints import failpoint\nfor i in range(5):\n    print(i, flush=True)\n    failpoint('queued')\n"
     env = dict(os.environ, EVORESEARCH_FAILPOINT="queued:3")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == -signal.SIGKILL

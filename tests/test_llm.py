@@ -1,4 +1,4 @@
-"""search.llm: the real openai client against a scripted OpenAI-compatible server on 127.0.0.1."""
+"""search.llm.client: the real openai client against a scripted OpenAI-compatible server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from openai_server import RecordedRequest, ScriptedOpenAIServer, Step, answer, dropped, empty, error, invalid_json
-from search.llm import (
+from search.llm.client import (
     LLMError,
     OpenAIClient,
     ScriptedClient,

@@ -72,7 +72,7 @@ def _ctx(now, stop_curve):
     import torch
 
     from eval.context import TrialContext
-    from eval.dataloader import TokenStore
+    from eval.data.dataloader import TokenStore
 
     store = TokenStore.from_docs([list(range(50))], 60)
     clock = TrainingClock(10.0, skip_steps=0, now=now)
@@ -138,7 +138,7 @@ def test_a_watchdog_whose_interrupts_do_not_land_ends_the_process(capsys):
 
 def test_the_runner_reports_the_watchdogs_reason_for_a_trial_it_had_to_end(tmp_path):
     from eval.record import WATCHDOG_MARK
-    from search.runner import _read_record
+    from search.run.runner import _read_record
 
     tail = ["step 00100 | loss 3.1\n", f"{WATCHDOG_MARK}the variant trained 3.0s past a budget of 1.0s (limit 2.0s)\n"]
     rec = _read_record(tmp_path / "record.json", "token", -15, False, 112.0, tail)

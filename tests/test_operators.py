@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from search.lineage import Lineage
-from search.llm import ScriptedClient
-from search.operators import (GitMerge, LLMMutation, OperatorContext, OperatorFailed, OperatorNotApplicable, Parent,
+from search.lineage.repo import Lineage
+from search.llm.client import ScriptedClient
+from search.operators.base import (GitMerge, LLMMutation, OperatorContext, OperatorFailed, OperatorNotApplicable, Parent,
                               Tune)
-from search.scheduler import Scheduler, Tuner
+from search.run.scheduler import Scheduler, Tuner
 
 EDITABLE = ["train/train.py", "model/gpt.py"]
 TRAIN = "A = 1  # first\nB = 0.5  # second\n\n\ndef train(ctx):\n    return None\n"

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from search.pareto import crowding_distance, dominates, hypervolume_2d, non_dominated_sort, pareto_front
+from search.selection.pareto import crowding_distance, dominates, hypervolume_2d, non_dominated_sort, pareto_front
 
 INF = float("inf")
 

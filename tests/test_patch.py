@@ -2,7 +2,7 @@
 
 import pytest
 
-from search.patch import Edit, PatchError, apply_answer, parse_answer
+from search.llm.patch import Edit, PatchError, apply_answer, parse_answer
 
 EDITABLE = ["train/train.py", "model/gpt.py"]
 

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from search.population import (
+from search.selection.population import (
     MIN_NOISE_FLOOR,
     Member,
     bpb_only,

@@ -4,9 +4,9 @@ import string
 
 import pytest
 
-from search import prompts
-from search.patch import apply_answer
-from search.prompts import (VariantView, conflict_messages, crossover_messages, mutation_messages,
+from search.llm import prompts
+from search.llm.patch import apply_answer
+from search.llm.prompts import (VariantView, conflict_messages, crossover_messages, mutation_messages,
                             render, retry_messages)
 
 EDITABLE = ["train/train.py", "model/gpt.py"]

@@ -35,8 +35,8 @@ def _digest(path: Path) -> str:
 
 
 def _front(run):
-    from search.report_data import aggregate_variants, front_names
-    from search.scheduler import Scheduler
+    from search.record.data import aggregate_variants, front_names
+    from search.run.scheduler import Scheduler
 
     trials = Scheduler(None, run.run_dir, run.name, create=False).trials()
     variants = aggregate_variants(trials)
@@ -102,7 +102,7 @@ def test_markdown_names_the_pngs_and_the_front(run, report):
 
 def test_report_of_a_running_run(run, tmp_path):
     """A copy of the run with one trial taken (RUNNING) and one waiting: the report builds and says so."""
-    from search.scheduler import Scheduler
+    from search.run.scheduler import Scheduler
 
     copy = tmp_path / "outputs" / run.name
     shutil.copytree(run.run_dir, copy, ignore=shutil.ignore_patterns("report", "trials"))

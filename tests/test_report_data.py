@@ -2,7 +2,7 @@
 
 import pytest
 
-from search.report_data import (
+from search.record.data import (
     PickError, aggregate_variants, best_variant, front_names, markdown_table, operator_stats, path_from_seed,
     pick_variant, progress_points, seed_noise, status_by_operator, time_use, trial_rows, tree_layout,
 )

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from search import PROJECT_ROOT
-from search.sandbox import Sandbox, SandboxError, bwrap_arguments, resolve_sandbox
+from search.run.sandbox import Sandbox, SandboxError, bwrap_arguments, resolve_sandbox
 
 
 def bwrap_works() -> bool:
@@ -33,9 +33,9 @@ def test_none_is_none_and_unknown_is_an_error():
 
 
 def test_auto_without_bwrap_runs_unconfined_and_says_so_once(capsys, monkeypatch):
-    import search.sandbox
+    import search.run.sandbox
 
-    monkeypatch.setattr(search.sandbox, "_announced", set())  # as in a fresh process
+    monkeypatch.setattr(search.run.sandbox, "_announced", set())  # as in a fresh process
     first = resolve_sandbox("auto", which=lambda name: None)
     again = resolve_sandbox("auto", which=lambda name: None)
     assert first.mode == again.mode == "none"

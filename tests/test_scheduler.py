@@ -8,7 +8,7 @@ import multiprocessing
 import optuna
 import pytest
 
-from search.scheduler import REASON_MAX_CHARS, Scheduler, SchedulerError, Tuner, storage_url
+from search.run.scheduler import REASON_MAX_CHARS, Scheduler, SchedulerError, Tuner, storage_url
 
 STORAGES = ["sqlite", "journal"]
 
@@ -357,7 +357,7 @@ def test_worker_processes_never_take_a_trial_twice(tmp_path, url):
 
 
 def test_record_refused_is_a_finished_rejected_trial_outside_the_queue(tmp_path):
-    from search.scheduler import Scheduler
+    from search.run.scheduler import Scheduler
 
     s = Scheduler(None, tmp_path, "refused")
     s.enqueue({"commit": "c", "parents": [], "operator": "seed", "description": "seed", "content_hash": "h",
@@ -372,7 +372,7 @@ def test_record_refused_is_a_finished_rejected_trial_outside_the_queue(tmp_path)
 
 
 def test_tuner_suggests_within_ranges_and_learns_from_reports(tmp_path):
-    from search.scheduler import Scheduler, Tuner
+    from search.run.scheduler import Scheduler, Tuner
 
     s = Scheduler(None, tmp_path, "tune")
     tuner = Tuner(s, seed=1)
@@ -392,7 +392,7 @@ def test_tuner_suggests_within_ranges_and_learns_from_reports(tmp_path):
 
 
 def test_random_tuner_draws_within_ranges_reproducibly_by_seed(tmp_path):
-    from search.scheduler import Scheduler, Tuner
+    from search.run.scheduler import Scheduler, Tuner
 
     ranges = {"LR": [0.001, 0.1, True], "WD": [0.0, 0.3]}
 
@@ -414,7 +414,7 @@ def test_random_tuner_draws_within_ranges_reproducibly_by_seed(tmp_path):
 
 
 def test_unknown_tune_sampler_is_refused_by_its_setting(tmp_path):
-    from search.scheduler import Scheduler, Tuner
+    from search.run.scheduler import Scheduler, Tuner
 
     with pytest.raises(ValueError, match=r"search\.tune_sampler='grid'"):
         Tuner(Scheduler(None, tmp_path, "tune"), sampler="grid")

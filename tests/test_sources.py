@@ -1,4 +1,4 @@
-"""eval.sources: every data source, its errors, and max_chars, without the real network."""
+"""eval.data.sources: every data source, its errors, and max_chars, without the real network."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from eval.sources import (
+from eval.data.sources import (
     CLIMBMIX_URL_TEMPLATE,
     DEFAULTS,
     SOURCES,

@@ -1,4 +1,4 @@
-from eval.split import assign_split, split_documents
+from eval.data.split import assign_split, split_documents
 
 
 def _docs(n):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from eval.tokenizer import BOS, load_tokenizer, save_tokenizer, train_tokenizer
+from eval.data.tokenizer import BOS, load_tokenizer, save_tokenizer, train_tokenizer
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. " * 20,

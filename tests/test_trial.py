@@ -11,8 +11,8 @@ import pytest
 
 from conftest import make_variant
 from search import PROJECT_ROOT
-from search.runner import run_trial_process
-from search.sandbox import SandboxError, resolve_sandbox
+from search.run.runner import run_trial_process
+from search.run.sandbox import SandboxError, resolve_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +168,7 @@ def test_trial_dies_when_its_parent_is_killed(smoke_setup, tmp_path, sandbox):
             "trial": t, "editable": conf["editable"]}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     script = (
-        "import json, sys, pathlib; from search.runner import run_trial_process;"
+        "import json, sys, pathlib; from search.run.runner import run_trial_process;"
         f"spec = json.loads(pathlib.Path({str(tmp_path / 'spec.json')!r}).read_text());"
         f"run_trial_process(spec, pathlib.Path({str(tmp_path / 'trial')!r}), on_start=lambda p: print(p.pid, flush=True))"
     )

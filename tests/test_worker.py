@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from search.scheduler import Scheduler
-from search.worker import WorkerError, producer_config
+from search.run.scheduler import Scheduler
+from search.run.remote_worker import WorkerError, producer_config
 
 
 def _conf(**over):

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from search import PROJECT_ROOT
-from search.lineage import Lineage
-from search.report_data import aggregate_variants
-from search.scheduler import Scheduler, SchedulerError
+from search.lineage.repo import Lineage
+from search.record.data import aggregate_variants
+from search.run.scheduler import Scheduler, SchedulerError
 
 
 

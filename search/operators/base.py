@@ -22,11 +22,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from search.constants import find_constants, format_value, merge_constants, set_constants
-from search.lineage import LineageError
-from search.llm import LLMClient, LLMError, SpendCapReached
-from search.patch import PatchError, apply_answer
-from search.prompts import VariantView, conflict_messages, crossover_messages, mutation_messages, retry_messages
+from search.operators.constants import find_constants, format_value, merge_constants, set_constants
+from search.lineage.repo import LineageError
+from search.llm.client import LLMClient, LLMError, SpendCapReached
+from search.llm.patch import PatchError, apply_answer
+from search.llm.prompts import VariantView, conflict_messages, crossover_messages, mutation_messages, retry_messages
 
 TRAIN_FILE = "train/train.py"
 
@@ -87,9 +87,9 @@ class OperatorContext:
     failures: list[tuple[str, str]] = field(default_factory=list)
     pinned: dict[str, Any] = field(default_factory=dict)
     llm: LLMClient | None = None
-    lineage: Any = None  # search.lineage.Lineage (merge base, three-way merge)
+    lineage: Any = None  # search.lineage.repo.Lineage (merge base, three-way merge)
     lineage_lock: threading.Lock | None = None
-    tuner: Any = None  # search.scheduler.Tuner
+    tuner: Any = None  # search.run.scheduler.Tuner
     tune_ranges: dict[str, Any] = field(default_factory=dict)
     tune_count: int | None = None  # constants a tune child changes (None: all in tune_ranges)
     rng: random.Random | None = None  # the search's own random choices (which constants a tune child changes)
@@ -108,7 +108,7 @@ def ask_for_edit(ctx: OperatorContext, messages: list[dict], base_files: dict[st
     """Ask the LLM, apply its edits to `base_files`, and re-ask with the error when they do not apply.
 
     Returns:
-        search.patch.PatchResult of the first answer that applies.
+        search.llm.patch.PatchResult of the first answer that applies.
 
     Raises:
         OperatorFailed: when the LLM fails or no answer applies within ctx.patch_retries re-asks.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from search import PROJECT_ROOT
-from search.sandbox import Sandbox, resolve_sandbox
+from search.run.sandbox import Sandbox, resolve_sandbox
 from eval.record import WATCHDOG_MARK, TrialRecord
 
 LOG_TAIL_LINES = 60
@@ -62,7 +62,7 @@ def run_trial_process(
 
     Raises:
         KeyboardInterrupt: after killing the trial's process group, if the caller is interrupted.
-        search.sandbox.SandboxError: if trial.sandbox=bwrap and bubblewrap does not work here.
+        search.run.sandbox.SandboxError: if trial.sandbox=bwrap and bubblewrap does not work here.
         ValueError: for an unknown trial.sandbox.
     """
     sandbox = resolve_sandbox(spec["trial"].get("sandbox") or "auto")

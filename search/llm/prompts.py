@@ -1,4 +1,4 @@
-"""Chat messages for the LLM operators, built from the templates in `search/prompts/*.md`.
+"""Chat messages for the LLM operators, built from the templates in `search/llm/templates/*.md`.
 
 Pure: standard library only; the one thing read is the package's own template files.
 
@@ -43,7 +43,7 @@ class VariantView:
 
 @functools.lru_cache(maxsize=None)
 def _template(name: str) -> string.Template:
-    path = resources.files("search") / "prompts" / f"{name}.md"
+    path = resources.files("search.llm") / "templates" / f"{name}.md"
     if not path.is_file():
         raise FileNotFoundError(f"no prompt template {name}.md in search/prompts/")
     return string.Template(path.read_text(encoding="utf-8"))

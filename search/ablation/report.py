@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from search import plots
-from search.ablation import Ablation
-from search.ablation_effects import Effect, verdict
-from search.ablation_plan import ADD_ONE, LEAVE_ONE_OUT
-from search.report import STYLE, _diff_html, _html_table, _img_tag
-from search.report_data import fmt, markdown_table, signed
-from search.runs import RunState
+from search.report import plots
+from search.ablation.run import Ablation
+from search.ablation.effects import Effect, verdict
+from search.ablation.plan import ADD_ONE, LEAVE_ONE_OUT
+from search.report.lineage import STYLE, _diff_html, _html_table, _img_tag
+from search.record.data import fmt, markdown_table, signed
+from search.record.runs import RunState
 
 KIND_NAMES = {LEAVE_ONE_OUT: "leave-one-out", ADD_ONE: "add-one"}
 COLUMNS = ("change", "kind", "delta val_bpb", "delta mem MB", "n", "beyond noise", "verdict", "candidate", "label",

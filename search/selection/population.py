@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.pareto import crowding_distance, hypervolume_2d, non_dominated_sort
+from search.selection.pareto import crowding_distance, hypervolume_2d, non_dominated_sort
 
 __all__ = [
     "MIN_NOISE_FLOOR",

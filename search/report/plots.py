@@ -1,6 +1,6 @@
 """The plots of a run's report, drawn with matplotlib's Agg backend and written as PNG files.
 
-Each function takes values computed by `search.report_data` and writes one PNG; none reads the
+Each function takes values computed by `search.record.data` and writes one PNG; none reads the
 study or the lineage. Agg needs no display, so reports build on a headless machine.
 """
 
@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from search.report_data import ProgressPoint, TreeNode  # noqa: E402
+from search.record.data import ProgressPoint, TreeNode  # noqa: E402
 
 DPI = 110
 KEPT = "#2a9d4b"  # kept / on the front

@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from search.pareto import pareto_front
-from search.population import NoiseFloor, noise_floor
+from search.selection.pareto import pareto_front
+from search.selection.population import NoiseFloor, noise_floor
 
 SEED = "v0000"
 FIGURES = ("val_bpb", "test_bpb", "uniform_bpb", "peak_mem_mb", "training_seconds", "total_seconds", "num_steps",

@@ -1,6 +1,6 @@
 """Resumable, verified HTTP downloads for the data cache.
 
-    from eval.download import download
+    from eval.data.download import download
     path = download("https://example.org/input.txt", Path("cache/input.txt"), sha256=None)
 
 Bytes stream into ``<dest>.part``. If that file is already there (an earlier run was cut off),

@@ -24,15 +24,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from search.ablation_effects import Effect, measure_effects
-from search.ablation_plan import LEAVE_ONE_OUT, Candidate, Change, Step, build_candidates, decompose
-from search.guards import content_hash
-from search.lineage import Lineage
-from search.liveness import dead_here, worker_name
-from search.loop import SearchRun, variant_name, variant_number
-from search.report_data import SEED, aggregate_variants, best_variant, path_from_seed, pick_variant
-from search.runs import RunState
-from search.scheduler import Scheduler
+from search.ablation.effects import Effect, measure_effects
+from search.ablation.plan import LEAVE_ONE_OUT, Candidate, Change, Step, build_candidates, decompose
+from search.operators.guards import content_hash
+from search.lineage.repo import Lineage
+from search.run.liveness import dead_here, worker_name
+from search.run.loop import SearchRun, variant_name, variant_number
+from search.record.data import SEED, aggregate_variants, best_variant, path_from_seed, pick_variant
+from search.record.runs import RunState
+from search.run.scheduler import Scheduler
 
 OPERATOR = "ablation"
 
@@ -67,7 +67,7 @@ def choose_target(variants: dict[str, dict[str, Any]], variant: str | None, popu
 
     Raises:
         AblationError: for the seed, a variant that has not ended ok, or a run with nothing ok yet.
-        search.report_data.PickError: for an unknown variant or a pick nothing satisfies.
+        search.record.data.PickError: for an unknown variant or a pick nothing satisfies.
     """
     if variant:
         name = pick_variant(variants, variant)
@@ -109,8 +109,8 @@ def run_ablation(state: RunState, settings: dict[str, Any], variant: str | None,
         out: where progress lines go.
 
     Raises:
-        AblationError, search.report_data.PickError: see `choose_target`.
-        search.lineage.LineageError: if a commit of the lineage is missing.
+        AblationError, search.record.data.PickError: see `choose_target`.
+        search.lineage.repo.LineageError: if a commit of the lineage is missing.
     """
     variants = state.variants
     target = choose_target(variants, variant, state.population)
@@ -238,7 +238,7 @@ def work(state: RunState, lineage: Lineage, scheduler: Scheduler, out: TextIO = 
     waiting = sum(1 for w in scheduler.waiting() if _is_ablation(w))
     if not waiting:
         return 0
-    from eval.prepare import prepare_data
+    from eval.data.prepare import prepare_data
 
     # The progress line counts trials against max_trials: here, the trained ones plus this queue.
     trained_before = sum(1 for t in scheduler.trials() if t.get("trained") and t.get("status") != "requeued")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from search.ablation_plan import ADD_ONE, KINDS, LEAVE_ONE_OUT, Candidate, Change, one_line
+from search.ablation.plan import ADD_ONE, KINDS, LEAVE_ONE_OUT, Candidate, Change, one_line
 
 
 @dataclass

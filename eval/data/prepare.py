@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.dataloader import TokenStore
-from eval.split import SPLITS, split_documents
-from eval.tokenizer import save_tokenizer, train_tokenizer, write_atomic
+from eval.data.dataloader import TokenStore
+from eval.data.split import SPLITS, split_documents
+from eval.data.tokenizer import save_tokenizer, train_tokenizer, write_atomic
 
 PREPARE_VERSION = 1  # bump when the preparation changes what it produces
 TOKENIZER_MAX_CHARS = 100_000_000  # characters of training text the BPE is trained on at most
@@ -47,8 +47,8 @@ class PreparedData:
         """Raise ValueError, before anything trains, when the val or test split is too small for the
         preset's evaluation (trial.eval_tokens, trial.test_tokens at trial.seq_len). A trial would
         otherwise train its whole budget first and then fail, and so would every trial of a search."""
-        from eval.dataloader import eval_rows
-        from eval.tokenizer import load_tokenizer
+        from eval.data.dataloader import eval_rows
+        from eval.data.tokenizer import load_tokenizer
 
         bos_id = load_tokenizer(self.directory / "tokenizer.json").bos_id
         for split, key in (("val", "eval_tokens"), ("test", "test_tokens")):
@@ -95,10 +95,10 @@ def prepare_data(data: dict[str, Any], vocab_size: int, log=print) -> PreparedDa
         PreparedData with the cache directory and its meta (documents, tokens per split...).
 
     Raises:
-        eval.sources.DataError: for a source that cannot be read or downloaded (names it).
+        eval.data.sources.DataError: for a source that cannot be read or downloaded (names it).
         ValueError: for a split that comes out empty.
     """
-    from eval.sources import load_documents
+    from eval.data.sources import load_documents
 
     root = Path(os.path.expanduser(data["cache_dir"])) / "prepared"
     directory = root / cache_key(data, vocab_size)

@@ -27,19 +27,19 @@ from typing import Any, TextIO
 
 from search import PROJECT_ROOT
 from eval.record import TrialRecord
-from eval.tokenizer import write_atomic
-from search.guards import check_candidate, content_hash
-from search.failpoints import failpoint
-from search.lineage import Lineage
-from search.liveness import heartbeat_seconds, is_dead, stale_after_seconds, worker_name
-from search.llm import LLMClient, OpenAIClient, SpendCapReached, llm_available
-from search.operators import OPERATORS, OperatorContext, OperatorFailed, OperatorNotApplicable, Parent, Proposal
-from search.population import Member, NoiseFloor, improves, select_parents, select_survivors
-from search.report_data import FIGURES, SEED, aggregate_variants, best_variant, front_names, seed_noise
-from search.runner import run_trial_process
-from search.sandbox import resolve_sandbox
-from search.scheduler import Scheduler, SchedulerError, Tuner
-from search.summary import Progress, RunSummary, count_by, eta_seconds, results_tsv
+from eval.data.tokenizer import write_atomic
+from search.operators.guards import check_candidate, content_hash
+from search.run.failpoints import failpoint
+from search.lineage.repo import Lineage
+from search.run.liveness import heartbeat_seconds, is_dead, stale_after_seconds, worker_name
+from search.llm.client import LLMClient, OpenAIClient, SpendCapReached, llm_available
+from search.operators.base import OPERATORS, OperatorContext, OperatorFailed, OperatorNotApplicable, Parent, Proposal
+from search.selection.population import Member, NoiseFloor, improves, select_parents, select_survivors
+from search.record.data import FIGURES, SEED, aggregate_variants, best_variant, front_names, seed_noise
+from search.run.runner import run_trial_process
+from search.run.sandbox import resolve_sandbox
+from search.run.scheduler import Scheduler, SchedulerError, Tuner
+from search.record.summary import Progress, RunSummary, count_by, eta_seconds, results_tsv
 
 MAX_CONSECUTIVE_REFUSALS = 25  # the producer gives up after this many refused candidates in a row
 MAX_NOT_APPLICABLE = 200  # ... or after this many draws in a row where the operator had nothing to do
@@ -95,7 +95,7 @@ class SearchRun:
     # ------------------------------------------------------------------ set-up
 
     def setup(self) -> None:
-        from eval.prepare import prepare_data
+        from eval.data.prepare import prepare_data
 
         count = self.s.get("tune_count")
         if count is not None and int(count) < 1:
@@ -462,7 +462,7 @@ class SearchRun:
         return not any(w != worker for w in self.running)
 
     def _reap_dead(self, quiet: bool = False) -> list[int]:
-        """Re-queue RUNNING trials whose worker died (see search.liveness); at most every few seconds."""
+        """Re-queue RUNNING trials whose worker died (see search.run.liveness); at most every few seconds."""
         now = time.time()
         sched = self.conf["scheduler"]
         if not quiet and now - self._last_reap < min(5.0, heartbeat_seconds(sched)):

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.report_data import FIGURES, PathStep, fmt, markdown_table, path_from_seed, pick_variant, seed_noise, signed
+from search.record.data import FIGURES, PathStep, fmt, markdown_table, path_from_seed, pick_variant, seed_noise, signed
 from search import PROJECT_ROOT
-from search.runs import RunState
+from search.record.runs import RunState
 
 HARNESS = PROJECT_ROOT / "eval"
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "train_variant.py"
@@ -42,9 +42,9 @@ def export_variant(state: RunState, pick: str, out: Path) -> Export:
     """Write the variant `pick` chooses into the new directory `out`.
 
     Raises:
-        search.report_data.PickError: if the pick names no variant or nothing satisfies it.
+        search.record.data.PickError: if the pick names no variant or nothing satisfies it.
         FileExistsError: if `out` exists and is not an empty directory.
-        search.lineage.LineageError: if the variant's commit is not in the run's repository.
+        search.lineage.repo.LineageError: if the variant's commit is not in the run's repository.
     """
     variants = state.variants
     name = pick_variant(variants, pick)
@@ -90,8 +90,8 @@ def branch_variant(state: RunState, pick: str, branch: str) -> Export:
     """Create the git branch `branch` at the commit of the variant `pick` chooses, in the run's repository.
 
     Raises:
-        search.report_data.PickError: if the pick names no variant or nothing satisfies it.
-        search.lineage.LineageError: if the branch exists or the name is not a valid branch name.
+        search.record.data.PickError: if the pick names no variant or nothing satisfies it.
+        search.lineage.repo.LineageError: if the branch exists or the name is not a valid branch name.
     """
     variants = state.variants
     name = pick_variant(variants, pick)
@@ -101,13 +101,16 @@ def branch_variant(state: RunState, pick: str, branch: str) -> Export:
 
 
 def _copy_harness(dest: Path) -> str:
-    """Copy eval/*.py into `dest`; returns the SHA-256 over their names and contents."""
+    """Copy the harness's sources (eval/**/*.py) into `dest`; returns the SHA-256 over their
+    relative paths and contents."""
     dest.mkdir(parents=True)
     h = hashlib.sha256()
-    for src in sorted(HARNESS.glob("*.py")):
+    for src in sorted(HARNESS.rglob("*.py")):
+        rel = src.relative_to(HARNESS).as_posix()
         data = src.read_bytes()
-        (dest / src.name).write_bytes(data)
-        h.update(src.name.encode() + b"\0" + data + b"\0")
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(data)
+        h.update(rel.encode() + b"\0" + data + b"\0")
     return h.hexdigest()
 
 

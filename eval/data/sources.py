@@ -1,6 +1,6 @@
 """Text corpora for the harness: ``load_documents(data)`` turns the data config into documents.
 
-    from eval.sources import load_documents
+    from eval.data.sources import load_documents
     corpus = load_documents({"source": "shakespeare", "name": "shakespeare", ...})
 
 ``data`` is a plain dict (the ``data`` group of the config, already resolved); missing keys take
@@ -15,7 +15,7 @@ the defaults in ``DEFAULTS``. Sources:
 - ``pydocs``: the docstrings of the Python standard library, one document per module; needs no
   network, so it is the default and the source the tests and CPU smoke runs use.
 
-Downloads go through ``eval.download.download`` into ``<cache_dir>/downloads/<name>/``.
+Downloads go through ``eval.data.download.download`` into ``<cache_dir>/downloads/<name>/``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from eval.download import DataError, DownloadError, download
+from eval.data.download import DataError, DownloadError, download
 
 __all__ = ["Corpus", "DataError", "DownloadError", "SOURCES", "fingerprint_documents", "load_documents"]
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from search import PROJECT_ROOT
-from search.lineage import Lineage
-from search.liveness import worker_process
-from search.loop import SearchRun
-from search.sandbox import resolve_sandbox
-from search.scheduler import Scheduler, SchedulerError
+from search.lineage.repo import Lineage
+from search.run.liveness import worker_process
+from search.run.loop import SearchRun
+from search.run.sandbox import resolve_sandbox
+from search.run.scheduler import Scheduler, SchedulerError
 
 
 class WorkerError(ValueError):
@@ -56,7 +56,7 @@ def producer_config(conf: dict[str, Any], run_dir: Path, data_overridden: bool) 
 
 def worker_command(conf: dict[str, Any], run_dir: Path, data_overridden: bool = False) -> int:
     """Join the run named by `conf` and train until it is over; returns the trials trained here."""
-    from eval.prepare import prepare_data
+    from eval.data.prepare import prepare_data
 
     merged = producer_config(conf, run_dir, data_overridden)
     resolve_sandbox(merged["trial"].get("sandbox") or "auto")  # this machine's bubblewrap, checked before any trial

@@ -32,8 +32,8 @@ def hard_limit(trial: dict) -> float:
 
 def main() -> int:
     sys.path.insert(0, str(HERE))  # this directory's eval/, whatever the working directory
-    from eval.download import DataError
-    from eval.prepare import prepare_data
+    from eval.data.download import DataError
+    from eval.data.prepare import prepare_data
 
     conf = json.loads((HERE / "run_config.json").read_text())
     figures = json.loads((HERE / "figures.json").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from search import PROJECT_ROOT
-from search.lineage import materialize_commit
+from search.lineage.repo import materialize_commit
 
 
 
@@ -19,7 +19,7 @@ def resolve_variant(variant: str | None, editable: list[str], scratch: Path) -> 
 
     Raises:
         FileNotFoundError: if a directory lacks an editable file (names it).
-        search.lineage.LineageError: if `variant` is neither a directory nor a commit.
+        search.lineage.repo.LineageError: if `variant` is neither a directory nor a commit.
     """
     if variant is None:
         directory = PROJECT_ROOT

@@ -18,13 +18,13 @@ from typing import Any
 
 import pandas as pd
 
-from search import plots
-from search.report_data import (
+from search.report import plots
+from search.record.data import (
     TRIAL_COLUMNS, PathStep, fmt, front_names, live_trials, markdown_table, operator_stats, path_from_seed,
     progress_points, run_facts, signed, status_by_operator, time_use, tree_layout, trial_rows,
 )
-from search.runs import RunState
-from search.summary import format_duration
+from search.record.runs import RunState
+from search.record.summary import format_duration
 
 DIFF_MAX_CHARS = 60_000  # a diff longer than this is cut in the report (the lineage has it whole)
 
@@ -49,7 +49,7 @@ def write_lineage_report(state: RunState, out_dir: Path | None = None) -> Report
     """Build the lineage report of a run into `out_dir` (default: <run dir>/report/).
 
     Raises:
-        search.lineage.LineageError: if the run's repository or a variant's commit is missing.
+        search.lineage.repo.LineageError: if the run's repository or a variant's commit is missing.
     """
     out_dir = Path(out_dir or state.run_dir / "report")
     out_dir.mkdir(parents=True, exist_ok=True)
