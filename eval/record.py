@@ -10,11 +10,36 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 WATCHDOG_MARK = "trial: watchdog: "  # the line the harness's watchdog prints when it fires (the runner reads it)
-STATUSES = ("ok", "crash", "oom", "timeout", "diverged", "rejected", "stopped")
+
+
+class Status(str, Enum):
+    """What a trial ended in; string-valued, so records, study attributes and tables stay plain text.
+
+    The first seven are a trial's outcomes (`OUTCOMES`), written by the harness or the runner.
+    `REQUEUED` is the study's mark on an attempt that was interrupted (its worker died or the run
+    stopped) and queued again as a fresh trial: never a record's status, and left out of every count.
+    """
+
+    OK = "ok"
+    CRASH = "crash"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    DIVERGED = "diverged"
+    REJECTED = "rejected"
+    STOPPED = "stopped"
+    REQUEUED = "requeued"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+OUTCOMES = tuple(s.value for s in Status if s is not Status.REQUEUED)
+STATUSES = OUTCOMES  # the statuses a trial record may hold
 
 
 @dataclass

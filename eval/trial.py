@@ -23,6 +23,7 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+from eval.record import Status
 
 
 def main(argv: list[str]) -> int:
@@ -228,7 +229,7 @@ def _run(spec: dict[str, Any], base: dict[str, Any]):
         figures.setdefault("peak_mem_mb", peak_memory_mb(device))
         figures.setdefault("total_seconds", total_seconds())
         if guard.violations:  # whatever else happened, and even if the variant caught the refusal
-            if status != "ok" and confine.PREFIX not in reason:
+            if status != Status.OK and confine.PREFIX not in reason:
                 reason = f"{guard.reason()}; the trial then ended {status}: {reason}"
             else:
                 reason = guard.reason()

@@ -24,6 +24,7 @@ from eval.data.download import DataError
 from search.config import register_configs
 from search.lineage.repo import LineageError
 from search.run.sandbox import SandboxError
+from eval.record import Status
 
 register_configs()
 
@@ -73,7 +74,7 @@ def trial_command(cfg: DictConfig, run_dir: Path) -> "TrialRecord":  # noqa: F82
     print(f"trial: preset {trial['name']}, budget {trial['budget_seconds']:.0f}s, data {data['name']}, "
           f"variant {variant_dir}", flush=True)
     record = run_trial_process(spec, run_dir / "trial", echo=sys.stdout)
-    if record.status != "ok" and record.log_tail and record.reason:
+    if record.status != Status.OK and record.log_tail and record.reason:
         print(f"trial: {record.status}: {record.reason}", flush=True)
     print(f"trial: record written to {run_dir / 'trial' / 'record.json'}", flush=True)
     return record
@@ -90,7 +91,7 @@ def _trial_main(cfg: DictConfig) -> None:
     except USER_ERRORS as exc:
         _user_error(exc)
         return
-    _exit_codes.append(0 if record.status == "ok" else 1)
+    _exit_codes.append(0 if record.status == Status.OK else 1)
 
 
 def _user_error(exc: Exception) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.ablation.plan import ADD_ONE, KINDS, LEAVE_ONE_OUT, Candidate, Change, one_line
+from eval.record import Status
 
 
 @dataclass
@@ -41,7 +42,7 @@ def ok_runs(trials: list[dict[str, Any]], variant: str, default_seed: int) -> di
     """trial seed -> (val_bpb, peak_mem_mb) of the variant's ok trials (the first per seed)."""
     runs: dict[int, tuple[float, float | None]] = {}
     for t in sorted(trials, key=lambda t: t.get("number", 0)):
-        if t.get("variant") != variant or t.get("status") != "ok" or t.get("val_bpb") is None:
+        if t.get("variant") != variant or t.get("status") != Status.OK or t.get("val_bpb") is None:
             continue
         runs.setdefault(int(t.get("trial_seed", default_seed)), (float(t["val_bpb"]), t.get("peak_mem_mb")))
     return runs
@@ -85,8 +86,8 @@ def _first_line(text: Any) -> str:
 
 def _trouble(trials: list[dict[str, Any]], variant: str) -> str:
     """What keeps a variant's runs from counting: failures (the last one's cause) and runs not finished."""
-    live = [t for t in trials if t.get("variant") == variant and t.get("status") != "requeued"]
-    failed = [t for t in live if t.get("status") not in (None, "ok")]
+    live = [t for t in trials if t.get("variant") == variant and t.get("status") != Status.REQUEUED]
+    failed = [t for t in live if t.get("status") not in (None, Status.OK)]
     waiting = sum(1 for t in live if not t.get("status"))
     parts = []
     if failed:

@@ -33,6 +33,7 @@ from search.run.loop import SearchRun, variant_name, variant_number
 from search.record.data import SEED, aggregate_variants, best_variant, path_from_seed, pick_variant
 from search.record.runs import RunState
 from search.run.scheduler import Scheduler
+from eval.record import Status
 
 OPERATOR = "ablation"
 
@@ -80,7 +81,7 @@ def choose_target(variants: dict[str, dict[str, Any]], variant: str | None, popu
     if name == SEED:
         raise AblationError(f"{name} is the seed: it has no changes to take apart (name one with variant=v0042)")
     status = variants[name]["status"]
-    if status != "ok":
+    if status != Status.OK:
         raise AblationError(f"{name} has not ended ok (status {status or 'waiting or running'}): its changes "
                             "cannot be measured against it; name a variant that trained")
     return name
@@ -172,7 +173,7 @@ class _Queue:
         self.by_hash: dict[str, str] = {}  # content hash -> variant
         self.have: set[tuple[str, int]] = set()  # (variant, trial seed) with a trial waiting, running or finished
         for t in scheduler.trials():
-            if not t.get("variant") or t.get("status") == "requeued":
+            if not t.get("variant") or t.get("status") == Status.REQUEUED:
                 continue
             self.rows.setdefault(t["variant"], t)
             self.by_hash.setdefault(t["content_hash"], t["variant"])
@@ -241,7 +242,7 @@ def work(state: RunState, lineage: Lineage, scheduler: Scheduler, out: TextIO = 
     from eval.data.prepare import prepare_data
 
     # The progress line counts trials against max_trials: here, the trained ones plus this queue.
-    trained_before = sum(1 for t in scheduler.trials() if t.get("trained") and t.get("status") != "requeued")
+    trained_before = sum(1 for t in scheduler.trials() if t.get("trained") and t.get("status") != Status.REQUEUED)
     conf = dict(state.conf, search=dict(state.conf["search"], max_trials=trained_before + waiting))
     runner = SearchRun(conf, state.run_dir, out=out)
     runner.attach(prepare_data(state.conf["data"], state.conf["trial"]["vocab_size"], log=runner.say), lineage,

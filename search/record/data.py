@@ -17,6 +17,7 @@ from typing import Any
 
 from search.selection.pareto import pareto_front
 from search.selection.population import NoiseFloor, noise_floor
+from eval.record import Status
 
 SEED = "v0000"
 FIGURES = ("val_bpb", "test_bpb", "uniform_bpb", "peak_mem_mb", "training_seconds", "total_seconds", "num_steps",
@@ -28,7 +29,7 @@ VARIANT_NAME = re.compile(r"v\d{4,}")
 
 def live_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials that count: every one but those superseded by a re-run (status `requeued`)."""
-    return [t for t in trials if t.get("status") != "requeued"]
+    return [t for t in trials if t.get("status") != Status.REQUEUED]
 
 
 def aggregate_variants(trials: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -45,7 +46,7 @@ def aggregate_variants(trials: list[dict[str, Any]]) -> dict[str, dict[str, Any]
     out: dict[str, dict[str, Any]] = {}
     for t in trials:
         name = t.get("variant")
-        if not name or t.get("status") == "requeued":
+        if not name or t.get("status") == Status.REQUEUED:
             continue
         v = out.setdefault(name, {"name": name, "commit": t["commit"], "parents": t.get("parent_names", []),
                                   "parent_commits": t.get("parents", []), "operator": t["operator"],
@@ -54,7 +55,7 @@ def aggregate_variants(trials: list[dict[str, Any]]) -> dict[str, dict[str, Any]
         if t.get("status"):
             v["runs"].append(t)
     for name, v in out.items():
-        ok = [r for r in v["runs"] if r.get("status") == "ok"]
+        ok = [r for r in v["runs"] if r.get("status") == Status.OK]
         if ok:
             v["status"] = "ok"
             for key in FIGURES:
@@ -73,19 +74,19 @@ def seed_noise(variants: dict[str, dict[str, Any]], k: float) -> NoiseFloor | No
     seed = variants.get(SEED)
     if not seed:
         return None
-    vals = [r["val_bpb"] for r in seed["runs"] if r.get("status") == "ok" and r.get("val_bpb") is not None]
+    vals = [r["val_bpb"] for r in seed["runs"] if r.get("status") == Status.OK and r.get("val_bpb") is not None]
     return noise_floor(vals, k) if vals else None
 
 
 def front_names(variants: dict[str, dict[str, Any]]) -> list[str]:
     """The names of the ok variants on the Pareto front of (val_bpb, peak_mem_mb)."""
-    ok = [v for v in variants.values() if v["status"] == "ok"]
+    ok = [v for v in variants.values() if v["status"] == Status.OK]
     return [ok[i]["name"] for i in pareto_front([(v["val_bpb"], v["peak_mem_mb"]) for v in ok])]
 
 
 def best_variant(variants: dict[str, dict[str, Any]], population: int | None) -> dict[str, Any] | None:
     """Single lineage: the best kept variant. Population: the lowest val_bpb. None if nothing is ok."""
-    pool = [v for v in variants.values() if v["status"] == "ok" and (population or v.get("kept"))]
+    pool = [v for v in variants.values() if v["status"] == Status.OK and (population or v.get("kept"))]
     return min(pool, key=lambda v: v["val_bpb"]) if pool else None
 
 
@@ -104,7 +105,7 @@ def pick_variant(variants: dict[str, dict[str, Any]], pick: str) -> str:
     Raises:
         PickError: for an unknown variant, a malformed pick, or a pick nothing satisfies.
     """
-    ok = sorted((v for v in variants.values() if v["status"] == "ok"), key=lambda v: (v["val_bpb"], v["name"]))
+    ok = sorted((v for v in variants.values() if v["status"] == Status.OK), key=lambda v: (v["val_bpb"], v["name"]))
     if pick == "best":
         if not ok:
             raise PickError("pick=best: no variant of this run has ended ok yet")
@@ -247,7 +248,7 @@ def progress_points(trials: list[dict[str, Any]], variants: dict[str, dict[str, 
         if not t.get("trained") or not t.get("variant") or not t.get("status"):
             continue
         name = t["variant"]
-        ok = t["status"] == "ok" and t.get("val_bpb") is not None
+        ok = t["status"] == Status.OK and t.get("val_bpb") is not None
         kept = bool(t.get("kept")) or (name == SEED and ok)
         counts = ok and (population or kept) and name not in counted  # a repeat of the same code is noise
         if counts:
@@ -294,7 +295,7 @@ def operator_stats(trials: list[dict[str, Any]], variants: dict[str, dict[str, A
         s.proposed += 1
         if t.get("trained"):
             s.trained += 1
-            s.ok += t["status"] == "ok"
+            s.ok += t["status"] == Status.OK
         else:
             s.refused += 1
     for name in front:

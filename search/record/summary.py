@@ -10,6 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from eval.record import Status
 
 # The autoresearch columns first, then ours.
 RESULT_COLUMNS = (
@@ -57,7 +58,7 @@ def results_tsv(trials: list[dict[str, Any]]) -> str:
     """results.tsv: a header and one row per finished trial (failures and refusals included)."""
     lines = ["\t".join(RESULT_COLUMNS)]
     for t in sorted(trials, key=lambda t: t.get("number", 0)):
-        if t.get("status") in (None, "requeued"):
+        if t.get("status") in (None, Status.REQUEUED):
             continue  # waiting, running, or superseded by its re-run
         row = result_row(t)
         lines.append("\t".join(row[c].replace("\t", " ") for c in RESULT_COLUMNS))
@@ -150,4 +151,4 @@ class RunSummary:
 
 
 def count_by(trials: list[dict[str, Any]], key: str) -> dict[str, int]:
-    return dict(Counter(str(t.get(key)) for t in trials if t.get("status") not in (None, "requeued")))
+    return dict(Counter(str(t.get(key)) for t in trials if t.get("status") not in (None, Status.REQUEUED)))

@@ -23,6 +23,7 @@ from typing import Any
 from search.record.data import FIGURES, PathStep, fmt, markdown_table, path_from_seed, pick_variant, seed_noise, signed
 from search import PROJECT_ROOT
 from search.record.runs import RunState
+from eval.record import Status
 
 HARNESS = PROJECT_ROOT / "eval"
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "train_variant.py"
@@ -116,7 +117,7 @@ def _copy_harness(dest: Path) -> str:
 
 def _trial_seed(v: dict[str, Any], default: int) -> int:
     """The trial seed of the variant's first ok run (the seed variant's repeats differ in it)."""
-    ok = [r for r in v["runs"] if r.get("status") == "ok"]
+    ok = [r for r in v["runs"] if r.get("status") == Status.OK]
     seeds = [r.get("trial_seed") for r in (ok or v["runs"]) if r.get("trial_seed") is not None]
     return seeds[0] if seeds else default
 

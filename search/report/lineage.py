@@ -25,6 +25,7 @@ from search.record.data import (
 )
 from search.record.runs import RunState
 from search.record.summary import format_duration
+from eval.record import Status
 
 DIFF_MAX_CHARS = 60_000  # a diff longer than this is cut in the report (the lineage has it whole)
 
@@ -68,7 +69,7 @@ def write_lineage_report(state: RunState, out_dir: Path | None = None) -> Report
         plots.progress_plot(points, out_dir / "progress_time.png", x="time", highlight_label=highlight, noise=noise,
                             title=f"Progress of {state.name}: val_bpb over wall time"),
         plots.pareto_plot([(t["peak_mem_mb"], t["val_bpb"]) for t in live_trials(trials)
-                           if t.get("status") == "ok" and t.get("val_bpb") is not None
+                           if t.get("status") == Status.OK and t.get("val_bpb") is not None
                            and t.get("peak_mem_mb") is not None],
                           facts.front, out_dir / "pareto.png", title=f"{state.name}: val_bpb against peak memory"),
         plots.lineage_plot(tree_layout(variants), variants, front, out_dir / "lineage.png",

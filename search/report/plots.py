@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from search.record.data import ProgressPoint, TreeNode  # noqa: E402
+from eval.record import Status
 
 DPI = 110
 KEPT = "#2a9d4b"  # kept / on the front
@@ -186,9 +187,9 @@ def lineage_plot(nodes: dict[str, TreeNode], variants: dict[str, dict[str, Any]]
     for node in nodes.values():
         v = variants[node.name]
         status = v["status"]
-        colour = FRONT if node.name in front else ("#cfe8d5" if status == "ok" else (
+        colour = FRONT if node.name in front else ("#cfe8d5" if status == Status.OK else (
             "#e6e6e6" if status is None else "#f6c9cf"))
-        figure = f"{v['val_bpb']:.4f}" if status == "ok" and v.get("val_bpb") is not None else (status or "queued")
+        figure = f"{v['val_bpb']:.4f}" if status == Status.OK and v.get("val_bpb") is not None else (status or "queued")
         if crowded:
             label = f"{node.name}\n{figure}"
         else:

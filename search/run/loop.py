@@ -40,6 +40,7 @@ from search.run.runner import run_trial_process
 from search.run.sandbox import resolve_sandbox
 from search.run.scheduler import Scheduler, SchedulerError, Tuner
 from search.record.summary import Progress, RunSummary, count_by, eta_seconds, results_tsv
+from eval.record import Status
 
 MAX_CONSECUTIVE_REFUSALS = 25  # the producer gives up after this many refused candidates in a row
 MAX_NOT_APPLICABLE = 200  # ... or after this many draws in a row where the operator had nothing to do
@@ -177,7 +178,7 @@ class SearchRun:
         Only the repeats not in the study yet are queued (a run killed while queueing them gets
         the rest on resume)."""
         have = {t.get("repeat") for t in self.scheduler.trials()
-                if t.get("operator") == "seed" and t.get("status") != "requeued"}
+                if t.get("operator") == "seed" and t.get("status") != Status.REQUEUED}
         files = self.lineage.read_files(self.base_commit)
         digest = content_hash(files, self.editable)
         for k in range(max(1, self.s["noise_repeats"])):
@@ -208,7 +209,7 @@ class SearchRun:
         return seed_noise(variants, self.s["noise_k"])
 
     def _members(self, variants: dict[str, dict[str, Any]]) -> list[Member]:
-        return [Member(v["name"], v.get("val_bpb"), v.get("peak_mem_mb"), v["status"] == "ok", v["generation"])
+        return [Member(v["name"], v.get("val_bpb"), v.get("peak_mem_mb"), v["status"] == Status.OK, v["generation"])
                 for v in variants.values() if v["status"] is not None]
 
     def _front(self, variants: dict[str, dict[str, Any]]) -> list[str]:
@@ -232,9 +233,9 @@ class SearchRun:
     # ------------------------------------------------------------------ producer
 
     def _production_done(self) -> bool:
-        trials = [t for t in self.scheduler.trials() if t.get("status") != "requeued"]
+        trials = [t for t in self.scheduler.trials() if t.get("status") != Status.REQUEUED]
         counted = [t for t in trials if t.get("variant") and t.get("operator") != "ablation"  # the report's, not ours
-                   and (t.get("status") != "rejected" or t.get("trained"))]
+                   and (t.get("status") != Status.REJECTED or t.get("trained"))]
         if len(counted) >= self.s["max_trials"]:
             return True
         if self.s.get("max_hours") and time.time() - self.started > 3600 * self.s["max_hours"]:
@@ -301,7 +302,7 @@ class SearchRun:
             self._save_llm_usage()
         with self.sched_lock:
             known = {t["content_hash"]: t.get("variant") or "a refused candidate" for t in self.scheduler.trials()
-                     if t.get("content_hash") and t.get("status") != "requeued"}
+                     if t.get("content_hash") and t.get("status") != Status.REQUEUED}
         failure = check_candidate(proposal.files, parents[0].files, self.editable, known)
         if failure:
             return self._refuse(op.name, parents, failure.kind, failure.reason, proposal)
@@ -309,7 +310,7 @@ class SearchRun:
         return self._commit_and_enqueue(proposal, generation)
 
     def _choose_operator(self, variants: dict[str, dict[str, Any]]):
-        evaluated = [v for v in variants.values() if v["status"] == "ok"]
+        evaluated = [v for v in variants.values() if v["status"] == Status.OK]
         rates = dict(self.s["rates"])
         usable = {}
         for name, rate in rates.items():
@@ -343,9 +344,9 @@ class SearchRun:
     def _operator_context(self, variants: dict[str, dict[str, Any]]) -> OperatorContext:
         front = [self._parent(variants, n) for n in self._front(variants)][:8]
         failures = [(v["description"], v["reason"]) for v in variants.values()
-                    if v["status"] not in (None, "ok")][-self.s["failures_in_prompt"]:]
+                    if v["status"] not in (None, Status.OK)][-self.s["failures_in_prompt"]:]
         refusals = [(t.get("description", ""), t.get("reason", "")) for t in self.scheduler.trials()
-                    if t.get("status") == "rejected" and not t.get("variant")][-self.s["failures_in_prompt"]:]
+                    if t.get("status") == Status.REJECTED and not t.get("variant")][-self.s["failures_in_prompt"]:]
         return OperatorContext(
             program=self.program, editable=self.editable, budget_seconds=self.conf["trial"]["budget_seconds"],
             front=front, failures=(failures + refusals)[-self.s["failures_in_prompt"]:],
@@ -545,7 +546,7 @@ class SearchRun:
             pre = dict(trial, max_steps=self.s["preflight_steps"], eval_tokens=seq, test_tokens=seq, clock_skip_steps=0)
             record = run_trial_process(dict(spec, trial=pre), trial_dir / "preflight", env=env)
             preflight_seconds = record.total_seconds or 0.0
-            if record.status == "ok":
+            if record.status == Status.OK:
                 record = None
             else:
                 record.reason = f"preflight: {record.reason}"
@@ -582,14 +583,14 @@ class SearchRun:
             if not self.population and attrs["operator"] not in MEASURING_OPERATORS:
                 best = self._best(variants)
                 noise = self._noise(variants)
-                extra["kept"] = bool(record.status == "ok" and record.val_bpb is not None and (
+                extra["kept"] = bool(record.status == Status.OK and record.val_bpb is not None and (
                     best is None or improves(record.val_bpb, best["val_bpb"], noise.floor if noise else 0.0)))
-            values = (record.val_bpb, record.peak_mem_mb) if record.status == "ok" else None
+            values = (record.val_bpb, record.peak_mem_mb) if record.status == Status.OK else None
             failpoint("finishing")
             self.scheduler.finish(taken, record.status, values, extra)
             failpoint("finished")
             if "tune_trial" in attrs and hasattr(self, "tuner"):
-                self.tuner.report(attrs["tune_trial"], record.val_bpb if record.status == "ok" else None)
+                self.tuner.report(attrs["tune_trial"], record.val_bpb if record.status == Status.OK else None)
             variants = self._variants()
             noise = self._noise(variants)
             if noise and attrs["variant"] == SEED:  # any run of the seed (an ablation adds repeats too)
@@ -631,7 +632,7 @@ class SearchRun:
             trials = self.scheduler.trials()
             variants = self._variants()
             waiting = len(self.scheduler.waiting())
-        trained = [t for t in trials if t.get("trained") and t.get("status") != "requeued"]
+        trained = [t for t in trials if t.get("trained") and t.get("status") != Status.REQUEUED]
         best = self._best(variants)
         noise = self._noise(variants)
         usage = self.llm.usage.to_dict() if self.llm is not None else (self.scheduler.run_attrs().get("llm_usage") or {})
@@ -642,11 +643,11 @@ class SearchRun:
             running=sorted(self.running.values()), llm_calls=usage.get("calls", 0), llm_cost=usage.get("cost", 0.0),
             elapsed=time.time() - self.started, eta=eta_seconds(len(trained), self.s["max_trials"], device, self._workers()),
             noise_floor=noise.floor if noise else None,
-            rejected=sum(1 for t in trials if t.get("status") == "rejected" and not t.get("trained")))
+            rejected=sum(1 for t in trials if t.get("status") == Status.REJECTED and not t.get("trained")))
 
     def summary(self) -> RunSummary:
         with self.sched_lock:
-            trials = [t for t in self.scheduler.trials() if t.get("status") not in (None, "requeued")]
+            trials = [t for t in self.scheduler.trials() if t.get("status") not in (None, Status.REQUEUED)]
             variants = self._variants()
         front = [dict(variants[n], variant=n) for n in self._front(variants)]
         best = self._best(variants)

@@ -24,7 +24,7 @@ from typing import Any, Callable, TextIO
 
 from search import PROJECT_ROOT
 from search.run.sandbox import Sandbox, resolve_sandbox
-from eval.record import WATCHDOG_MARK, TrialRecord
+from eval.record import Status, TrialRecord, WATCHDOG_MARK
 
 LOG_TAIL_LINES = 60
 
@@ -171,7 +171,7 @@ def _read_record(path: Path, token: str, returncode: int | None, killed: bool, l
             return TrialRecord(status="rejected", reason="the trial record was not written by the harness "
                                "(a variant may not write its own results)", log_tail=log_tail)
         record = TrialRecord(**{k: v for k, v in raw.items() if k in TrialRecord.__dataclass_fields__})
-        if record.status != "ok" and not record.log_tail:
+        if record.status != Status.OK and not record.log_tail:
             record.log_tail = log_tail
         path.write_text(record.to_json())
         return record

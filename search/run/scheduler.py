@@ -41,7 +41,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from eval.record import STATUSES
+from eval.record import STATUSES, Status
 
 METRIC_NAMES = ["val_bpb", "peak_mem_mb"]
 REQUIRED_ATTRS = ("commit", "parents", "operator", "description", "content_hash", "variant")
@@ -319,7 +319,7 @@ class Scheduler:
         """
         if status not in STATUSES:
             raise ValueError(f"unknown trial status {status!r}; expected one of {STATUSES}")
-        if status == "ok":
+        if status == Status.OK:
             if values is None or len(values) != 2:
                 raise ValueError(f"status 'ok' needs values ({', '.join(METRIC_NAMES)}), got {values!r}")
             values = (float(values[0]), float(values[1]))
@@ -345,9 +345,9 @@ class Scheduler:
             self._storage.set_trial_user_attr(trial_id, "finished_at", self._clock())
             for key, value in record.items():
                 self._storage.set_trial_user_attr(trial_id, key, value)
-            if status == "ok":
+            if status == Status.OK:
                 self.study.tell(taken.number, values)
-            elif status == "stopped":
+            elif status == Status.STOPPED:
                 self.study.tell(taken.number, state=TrialState.PRUNED)
             else:
                 self.study.tell(taken.number, state=TrialState.FAIL)
@@ -379,7 +379,7 @@ class Scheduler:
                 continue
             trial_id = self._trial_id(frozen.number)
             try:
-                self._storage.set_trial_user_attr(trial_id, "status", "requeued")
+                self._storage.set_trial_user_attr(trial_id, "status", Status.REQUEUED)
                 self._storage.set_trial_user_attr(trial_id, "finished_at", self._clock())
                 self.study.tell(frozen.number, state=TrialState.FAIL)
             except (UpdateFinishedTrialError, ValueError):
@@ -422,7 +422,7 @@ class Scheduler:
         or finished, except trials failed only to be re-queued."""
         hashes = set()
         for frozen in self._frozen(None):
-            if frozen.state == TrialState.FAIL and frozen.user_attrs.get("status") == "requeued":
+            if frozen.state == TrialState.FAIL and frozen.user_attrs.get("status") == Status.REQUEUED:
                 continue
             if "content_hash" in frozen.user_attrs:
                 hashes.add(frozen.user_attrs["content_hash"])
