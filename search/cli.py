@@ -63,7 +63,7 @@ def trial_command(cfg: DictConfig, run_dir: Path) -> "TrialRecord":  # noqa: F82
     """Prepare the data, materialize the variant, run one trial and return its record."""
     from eval.data.prepare import prepare_data
     from search.run.runner import run_trial_process
-    from search.lineage.variants import resolve_variant
+    from search.lineage.checkout import resolve_variant
 
     conf = resolved(cfg)
     trial, data = conf["trial"], conf["data"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from search.lineage.repo import Lineage, LineageError, materialize_commit
+from search.lineage.checkout import materialize_commit
+from search.lineage.repo import Lineage, LineageError
 
 EDITABLE = ["train/train.py", "model/gpt.py"]
 TRAIN = "LR = 0.01  # learning rate\nSTEPS = 10  # steps\n\n\ndef main():\n    return LR * STEPS\n"
@@ -256,17 +257,6 @@ def test_tags_rejects_a_foreign_tag_under_the_run(repo, lineage):
     git_(repo, "tag", "-d", "search/run1/latest")
 
 
-def test_untagged_commits(lineage):
-    base = lineage.base_commit()
-    a = child(lineage, base, train=TRAIN + "# a\n")
-    b = child(lineage, base, train=TRAIN + "# b\n")
-    lineage.tag(a, 1, {})
-    assert lineage.untagged_commits([base, a, b]) == [base, b]
-    assert lineage.untagged_commits([a[:12]]) == []
-    with pytest.raises(LineageError, match="0000000"):
-        lineage.untagged_commits(["0" * 40])
-
-
 def test_create_branch_at_a_variant_never_moves_an_existing_one(repo, lineage):
     base = lineage.base_commit()
     a = child(lineage, base, train=TRAIN + "# a\n")
@@ -339,50 +329,14 @@ def test_three_way_merge_without_base_merges_from_empty(lineage):
     assert merged["model/gpt.py"] == GPT
 
 
-def test_diff_and_changed_files(lineage):
+def test_diff_of_the_editable_files(lineage):
     base = lineage.base_commit()
     a = child(lineage, base, train=TRAIN.replace("STEPS = 10", "STEPS = 20"))
     text = lineage.diff(base, a)
     assert "--- a/train/train.py\n+++ b/train/train.py\n" in text
     assert "-STEPS = 10  # steps\n+STEPS = 20  # steps\n" in text
     assert "model/gpt.py" not in text
-    assert lineage.changed_files(base, a) == ["train/train.py"]
     assert lineage.diff(base, base) == ""
-    assert lineage.changed_files(base, base) == []
-    b = child(lineage, a, gpt=GPT + "# b\n")
-    assert lineage.changed_files(base, b) == EDITABLE
-
-
-# --- worktrees ----------------------------------------------------------------------------------
-
-
-def test_worktree_add_and_remove(repo, lineage, tmp_path):
-    a = child(lineage, lineage.base_commit(), train=TRAIN + "# in the worktree\n")
-    path = lineage.worktree(a, tmp_path / "outputs" / "run1" / "wt-0001")
-    assert (path / "train" / "train.py").read_text() == TRAIN + "# in the worktree\n"
-    assert (path / "eval" / "x.py").is_file()
-    assert git_(path, "rev-parse", "HEAD").strip() == a
-    (path / "checkpoint.pt").write_text("left by the trial")
-    assert str(path) in git_(repo, "worktree", "list")
-    lineage.remove_worktree(path)
-    assert not path.exists()
-    assert str(path) not in git_(repo, "worktree", "list")
-
-
-def test_prune_forgets_deleted_worktrees(repo, lineage, tmp_path):
-    import shutil
-
-    path = lineage.worktree(lineage.base_commit(), tmp_path / "wt")
-    shutil.rmtree(path)
-    lineage.prune()
-    assert str(path) not in git_(repo, "worktree", "list")
-
-
-def test_worktree_on_an_existing_directory_is_an_error(lineage, tmp_path):
-    (tmp_path / "busy").mkdir()
-    (tmp_path / "busy" / "file").write_text("x")
-    with pytest.raises(LineageError, match="busy"):
-        lineage.worktree(lineage.base_commit(), tmp_path / "busy")
 
 
 # --- remote -------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from openai_server import RecordedRequest, ScriptedOpenAIServer, Step, answer, dropped, empty, error, invalid_json
+from scripted_llm import ScriptedClient
 from search.llm.client import (
     LLMError,
     OpenAIClient,
-    ScriptedClient,
     SpendCapReached,
     UsageTotals,
     llm_available,

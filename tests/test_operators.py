@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from scripted_llm import ScriptedClient
 from search.lineage.repo import Lineage
-from search.llm.client import ScriptedClient
 from search.operators.base import (GitMerge, LLMMutation, OperatorContext, OperatorFailed, OperatorNotApplicable, Parent,
                               Tune)
 from search.run.scheduler import Scheduler, Tuner

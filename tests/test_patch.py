@@ -1,8 +1,9 @@
-"""search/patch: parsing LLM answers into edits and applying them to a variant's files."""
+"""Parsing LLM answers into edits (search.llm.answers) and applying them to files (search.llm.patch)."""
 
 import pytest
 
-from search.llm.patch import Edit, PatchError, apply_answer, parse_answer
+from search.llm.answers import Edit, PatchError, parse_answer
+from search.llm.patch import apply_answer
 
 EDITABLE = ["train/train.py", "model/gpt.py"]
 

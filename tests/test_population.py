@@ -6,14 +6,11 @@ import pytest
 from search.selection.population import (
     MIN_NOISE_FLOOR,
     Member,
-    bpb_only,
-    hypervolume_2d,
     improves,
     noise_floor,
     rank_members,
     select_parents,
     select_survivors,
-    tournament,
 )
 
 
@@ -23,6 +20,16 @@ def _m(name, bpb, mem, ok=True):
 
 def _names(members):
     return [m.name for m in members]
+
+
+def bpb_only(member):
+    """Objectives that ignore memory: selection on val_bpb alone."""
+    return (member.val_bpb,)
+
+
+def tournament(members, rng, k=2):
+    """One k-way tournament: the single parent `select_parents` picks."""
+    return select_parents(members, rng, 1, k=k)[0]
 
 
 # A trade-off front of four, and a dominated second front of five unevenly spread on
@@ -209,9 +216,3 @@ def test_noise_floor_edge_cases():
         noise_floor([])
     with pytest.raises(ValueError, match="finite"):
         noise_floor([1.0, float("nan")])
-
-
-def test_hypervolume_is_available_for_reports():
-    front = [(m.val_bpb, m.peak_mem_mb) for m in select_survivors(FRONT0 + FRONT1, 4)]
-    # Staircase against (5, 5000): 4.5*500 + 3.5*1500 + 1.5*1500 + 0.5*1000.
-    assert hypervolume_2d(front, (5.0, 5000.0)) == pytest.approx(2250 + 5250 + 2250 + 500)

@@ -1,5 +1,6 @@
-"""The lineage: variants as git commits and tags (`repo`, the only code importing `git`), and a
-variant materialised as a directory from a commit or a path (`variants`).
+"""The lineage: variants as git commits and tags (`repo`), and a variant materialised as a
+directory from this checkout, a directory or a commit (`checkout`). The only code importing `git`.
 
-May import: the standard library, `git`, `search.record.format`. Nothing else of `search`.
+May import: the standard library, `git`, `search` (its `PROJECT_ROOT`), `search.record.format`.
+Nothing else of `search`.
 """

@@ -1,10 +1,10 @@
-"""Variants as git commits: the only module that imports git.
+"""Variants as git commits and tags: making, reading, merging, pushing and fetching them.
 
 Every evaluated variant of a search run is a commit whose parents are its parent variants (two for
 a crossover, which makes it a merge commit), tagged `search/<run>/v<NNNN>` with an annotated tag
 whose message is its figures as one line of JSON. Commits are made with plumbing and a private
 index file, so the user's checked-out branch, HEAD, index (`.git/index`) and working tree are
-never touched; trials that want a full checkout get a detached worktree. Commits and tags are
+never touched (`checkout` writes a commit's editable files into a directory). Commits and tags are
 never GPG-signed (an unattended search cannot answer a passphrase prompt), whatever
 `commit.gpgSign` / `tag.gpgSign` say.
 
@@ -36,43 +36,6 @@ MERGE_LABELS = ("a", "base", "b")
 
 class LineageError(Exception):
     """A git operation on the lineage failed; the message names the commit or path."""
-
-
-def materialize_commit(repo_path: Path, rev: str, editable: list[str], dest: Path) -> Path:
-    """Write the editable files of commit `rev` into `dest` (a variant directory).
-
-    Args:
-        repo_path: any path inside the repository.
-        rev: a commit, tag or branch name.
-        editable: the editable files (relative paths) that make a variant.
-        dest: the directory to fill.
-
-    Returns:
-        dest.
-
-    Raises:
-        LineageError: if there is no repository, no such commit, or the commit lacks a file.
-    """
-    try:
-        repo = git.Repo(repo_path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise LineageError(f"{repo_path} is not inside a git repository, so trial.variant={rev!r} "
-                           "cannot name a commit; give a directory instead") from exc
-    with repo:
-        try:
-            commit = repo.commit(rev)
-        except (git.BadName, ValueError) as exc:
-            raise LineageError(f"trial.variant={rev!r} is neither a directory nor a commit of "
-                               f"{repo.working_tree_dir}") from exc
-        for rel in editable:
-            try:
-                blob = commit.tree / rel
-            except KeyError as exc:
-                raise LineageError(f"commit {commit.hexsha[:12]} has no {rel}") from exc
-            out = Path(dest) / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(blob.data_stream.read())
-    return Path(dest)
 
 
 def _git_error(exc: git.GitCommandError) -> str:
@@ -234,14 +197,6 @@ class Lineage:
                 "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/",
                 sha_a, sha_b, "--", *self.editable, strip_newline_in_stdout=False)
 
-    def changed_files(self, a: str, b: str) -> list[str]:
-        """The editable files that differ between `a` and `b`, in the order of `editable`."""
-        with self._lock:
-            sha_a, sha_b = self._resolve(a), self._resolve(b)
-            out = self._repo.git.diff("--name-only", "-z", "--no-renames", sha_a, sha_b, "--", *self.editable)
-            changed = set(filter(None, out.split("\0")))
-            return [rel for rel in self.editable if rel in changed]
-
     # --- writing commits ----------------------------------------------------------------------
 
     def commit_variant(self, files: dict[str, str], parents: list[str], message: str) -> str:
@@ -370,16 +325,6 @@ class Lineage:
             found[int(match.group(1))] = (target, figures)
         return dict(sorted(found.items()))
 
-    def untagged_commits(self, shas: list[str]) -> list[str]:
-        """Those of `shas` that no tag of this run names (in the order given), for resume repair.
-
-        Raises:
-            LineageError: if a sha is not a commit of the repository.
-        """
-        tagged = {sha for sha, _ in self.tags().values()}
-        with self._lock:
-            return [sha for sha in shas if self._resolve(sha) not in tagged]
-
     # --- branches -----------------------------------------------------------------------------
 
     def create_branch(self, name: str, rev: str) -> str:
@@ -446,37 +391,6 @@ class Lineage:
                 if status > 0:
                     conflicts.append(rel)
             return merged, conflicts
-
-    # --- worktrees ----------------------------------------------------------------------------
-
-    def worktree(self, sha: str, path: Path) -> Path:
-        """Check out commit `sha` as a detached worktree at `path` (which must not exist yet).
-
-        Returns:
-            The worktree's absolute path.
-        """
-        path = Path(path).resolve()
-        with self._lock:
-            target = self._resolve(sha)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self._repo.git.worktree("add", "--detach", str(path), target)
-            except git.GitCommandError as exc:
-                raise LineageError(f"checking out {target[:12]} at {path} failed: {_git_error(exc)}") from exc
-        return path
-
-    def remove_worktree(self, path: Path) -> None:
-        """Remove a worktree made by `worktree` (with whatever the trial left in it)."""
-        with self._lock:
-            try:
-                self._repo.git.worktree("remove", "--force", str(Path(path).resolve()))
-            except git.GitCommandError as exc:
-                raise LineageError(f"removing the worktree {path} failed: {_git_error(exc)}") from exc
-
-    def prune(self) -> None:
-        """Forget worktrees whose directories were deleted without `remove_worktree`."""
-        with self._lock:
-            self._repo.git.worktree("prune")
 
     # --- remote -------------------------------------------------------------------------------
 
@@ -567,4 +481,4 @@ class Lineage:
         return status == 0
 
 
-__all__ = ["Lineage", "LineageError", "materialize_commit"]
+__all__ = ["Lineage", "LineageError"]

@@ -1,8 +1,9 @@
-"""LLM clients: any OpenAI-compatible Chat Completions endpoint, and a scripted one for tests.
+"""The LLM client: any OpenAI-compatible Chat Completions endpoint, and the books every client keeps.
 
-The only module that imports `openai`. Both clients keep the same books: a running
-`UsageTotals` (calls, tokens, cost, failures, seconds), an optional spending cap checked before
-each call, and one JSON record per call under `log_dir` (`0001-mutate.json`, ...):
+The only module that imports `openai`. `BookkeepingClient` keeps the books of a client (the
+OpenAI one here, the scripted test double in `tests/scripted_llm.py`): a running `UsageTotals`
+(calls, tokens, cost, failures, seconds), an optional spending cap checked before each call,
+and one JSON record per call under `log_dir` (`0001-mutate.json`, ...):
 
     client = OpenAIClient(model="qwen2.5-coder", base_url="http://127.0.0.1:8000/v1",
                           log_dir=run_dir / "llm")
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import threading
@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -189,12 +189,42 @@ class _Ledger:
         os.replace(tmp, path)
 
 
-class _BookkeepingClient:
-    """What both clients share: the ledger, its `usage`, `restore`, and the call record around a call."""
+class BookkeepingClient:
+    """The books of an LLM client: the ledger, its `usage`, `restore`, and the record around a call.
 
-    model: str
-    base_url: str | None
-    _ledger: _Ledger
+    A client subclasses it and answers `complete` with `self._call(messages, purpose, params,
+    send)`, where `send()` makes the call and returns a `RawAnswer` (or raises LLMError); a
+    client whose records could hold a secret overrides `_secret`.
+
+    Args:
+        model: the model name put in responses and records.
+        base_url: the endpoint, shown (without credentials) in the records; None for none.
+        price_prompt_per_million, price_completion_per_million: prices per million tokens.
+        spend_cap: no call is started once the total cost reaches this (None: no cap).
+        log_dir: where the numbered call records go (None: none are written).
+        initial_usage: totals to continue from (a resumed run).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None,
+        price_prompt_per_million: float = 0.0,
+        price_completion_per_million: float = 0.0,
+        spend_cap: float | None = None,
+        log_dir: Path | None = None,
+        initial_usage: UsageTotals | None = None,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url
+        self._ledger = _Ledger(
+            price_prompt_per_million=price_prompt_per_million,
+            price_completion_per_million=price_completion_per_million,
+            spend_cap=spend_cap,
+            log_dir=log_dir,
+            initial_usage=initial_usage,
+        )
 
     @property
     def usage(self) -> UsageTotals:
@@ -207,12 +237,14 @@ class _BookkeepingClient:
     def _secret(self) -> str | None:
         return None
 
-    def _call(self, messages: list[dict], purpose: str, params: dict[str, Any], send: Callable[[], _Answer]) -> LLMResponse:
+    def _call(
+        self, messages: list[dict], purpose: str, params: dict[str, Any], send: Callable[[], RawAnswer]
+    ) -> LLMResponse:
         """Run `send` once with the cap check, timing, accounting and record around it."""
         index = self._ledger.begin()
         started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         t0 = time.monotonic()
-        answer: _Answer | None = None
+        answer: RawAnswer | None = None
         error: str | None = None
         try:
             answer = send()
@@ -265,7 +297,7 @@ class _BookkeepingClient:
 
 
 @dataclass
-class _Answer:
+class RawAnswer:
     """What came back from one call, before accounting; `error` set for an unusable answer."""
 
     text: str | None
@@ -279,7 +311,7 @@ class _Answer:
 # --- the OpenAI-compatible client
 
 
-class OpenAIClient(_BookkeepingClient):
+class OpenAIClient(BookkeepingClient):
     """An LLMClient over any OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, Ollama, llama.cpp).
 
     Args:
@@ -323,21 +355,21 @@ class OpenAIClient(_BookkeepingClient):
         usable, why = llm_available(base_url, api_key_env)
         if not usable:
             raise LLMError(f"cannot make an LLM client for model {model!r}: {why}")
-        self.model = model
-        self.base_url = _effective_base_url(base_url)
-        self.api_key_env = api_key_env
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.extra_body = dict(extra_body) if extra_body else None
-        self._ledger = _Ledger(
+        super().__init__(
+            model=model,
+            base_url=_effective_base_url(base_url),
             price_prompt_per_million=price_prompt_per_million,
             price_completion_per_million=price_completion_per_million,
             spend_cap=spend_cap,
             log_dir=log_dir,
             initial_usage=initial_usage,
         )
+        self.api_key_env = api_key_env
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.extra_body = dict(extra_body) if extra_body else None
         self._client = openai.OpenAI(
             api_key=os.environ.get(api_key_env, "").strip() or DUMMY_API_KEY,
             base_url=self.base_url,
@@ -374,7 +406,7 @@ class OpenAIClient(_BookkeepingClient):
             params["extra_body"] = self.extra_body
         return self._call(messages, purpose, params, lambda: self._send(messages))
 
-    def _send(self, messages: list[dict]) -> _Answer:
+    def _send(self, messages: list[dict]) -> RawAnswer:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature}
         if self.max_tokens is not None:
             kwargs["max_tokens"] = self.max_tokens
@@ -403,9 +435,9 @@ class OpenAIClient(_BookkeepingClient):
             raise LLMError(f"unreadable answer from {where}: {type(exc).__name__}: {_shorten(str(exc))}") from None
         return self._read(response, where)
 
-    def _read(self, response: Any, where: str) -> _Answer:
+    def _read(self, response: Any, where: str) -> RawAnswer:
         if not hasattr(response, "choices"):  # the server sent something that is not a completion
-            return _Answer(None, 0, 0, self.model, "", f"unreadable answer from {where}: {_shorten(str(response))}")
+            return RawAnswer(None, 0, 0, self.model, "", f"unreadable answer from {where}: {_shorten(str(response))}")
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -415,81 +447,7 @@ class OpenAIClient(_BookkeepingClient):
         text = getattr(getattr(choice, "message", None), "content", None) if choice is not None else None
         finish_reason = (getattr(choice, "finish_reason", None) or "") if choice is not None else ""
         error = None if text else f"empty answer from {where} (finish_reason={finish_reason or None!r})"
-        return _Answer(text, prompt_tokens, completion_tokens, model, str(finish_reason), error)
-
-
-# --- the scripted client
-
-
-class ScriptedClient(_BookkeepingClient):
-    """An LLMClient that answers from a script: for tests and offline runs.
-
-    Args:
-        answers: a list of answers used in order (a str is the answer; an exception instance is a
-            failed call, raised as LLMError), or a callable `(messages, purpose) -> str` (it may
-            raise LLMError for a failed call).
-        model: the model name put in responses and records.
-        finish_reason: the finish_reason of every answer.
-        price_prompt_per_million, price_completion_per_million, spend_cap, log_dir, initial_usage:
-            as for OpenAIClient. Token counts are estimated as one token per 4 characters.
-
-    `requests` holds (messages, purpose) of every call, for assertions.
-    """
-
-    def __init__(
-        self,
-        answers: Sequence[str | BaseException] | Callable[[list[dict], str], str],
-        *,
-        model: str = "scripted",
-        finish_reason: str = "stop",
-        price_prompt_per_million: float = 0.0,
-        price_completion_per_million: float = 0.0,
-        spend_cap: float | None = None,
-        log_dir: Path | None = None,
-        initial_usage: UsageTotals | None = None,
-    ) -> None:
-        self.model = model
-        self.base_url = None
-        self.finish_reason = finish_reason
-        self._answer_fn = answers if callable(answers) else None
-        self._answers = list(answers) if not callable(answers) else []
-        self._answers_lock = threading.Lock()
-        self.requests: list[tuple[list[dict], str]] = []
-        self._ledger = _Ledger(
-            price_prompt_per_million=price_prompt_per_million,
-            price_completion_per_million=price_completion_per_million,
-            spend_cap=spend_cap,
-            log_dir=log_dir,
-            initial_usage=initial_usage,
-        )
-
-    def __repr__(self) -> str:
-        return f"ScriptedClient(model={self.model!r}, answers_left={len(self._answers)})"
-
-    def complete(self, messages: list[dict], *, purpose: str) -> LLMResponse:
-        """The next scripted answer, accounted and recorded like a real call.
-
-        Raises:
-            SpendCapReached: the spending cap is reached.
-            LLMError: a scripted failure, or no answers are left.
-        """
-        return self._call(messages, purpose, {}, lambda: self._next(messages, purpose))
-
-    def _next(self, messages: list[dict], purpose: str) -> _Answer:
-        with self._answers_lock:
-            self.requests.append((messages, purpose))
-            if self._answer_fn is None:
-                if not self._answers:
-                    raise LLMError(f"scripted client has no answers left (call for {purpose!r})")
-                item = self._answers.pop(0)
-        if self._answer_fn is not None:
-            item = self._answer_fn(messages, purpose)
-        if isinstance(item, BaseException):
-            raise LLMError(str(item) or type(item).__name__)
-        text = str(item)
-        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-        error = None if text else "empty answer (scripted)"
-        return _Answer(text, _estimate_tokens(prompt_chars), _estimate_tokens(len(text)), self.model, self.finish_reason, error)
+        return RawAnswer(text, prompt_tokens, completion_tokens, model, str(finish_reason), error)
 
 
 # --- helpers
@@ -525,7 +483,3 @@ def _shorten(text: str, limit: int = 300) -> str:
 
 def _slug(purpose: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", purpose).strip("._") or "call"
-
-
-def _estimate_tokens(chars: int) -> int:
-    return math.ceil(chars / 4)

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 from search.operators.constants import find_constants, format_value, merge_constants, set_constants
 from search.lineage.repo import LineageError
 from search.llm.client import LLMClient, LLMError, SpendCapReached
-from search.llm.patch import PatchError, apply_answer
+from search.llm.answers import PatchError
+from search.llm.patch import apply_answer
 from search.llm.prompts import VariantView, conflict_messages, crossover_messages, mutation_messages, retry_messages
 
 TRAIN_FILE = "train/train.py"

@@ -1,7 +1,7 @@
 """Pareto ranking of points whose objectives are all minimised (pure: numpy only).
 
 The building blocks of NSGA-II selection (Deb et al. 2002, https://doi.org/10.1109/4235.996017):
-dominance, the fast non-dominated sort into fronts, and the crowding distance within a front.
+the fast non-dominated sort into fronts, and the crowding distance within a front.
 Points are sequences of floats of one length (one entry per objective), indexed by position.
 """
 
@@ -26,21 +26,6 @@ def _as_matrix(points: Sequence[Sequence[float]]) -> np.ndarray:
     if bad.size:
         raise ValueError(f"points at indices {bad.tolist()} have NaN objectives; leave them out before ranking")
     return matrix
-
-
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Whether `a` Pareto-dominates `b`: no worse in every objective and better in at least one.
-
-    Equal points do not dominate each other.
-
-    Raises:
-        ValueError: if `a` and `b` have different numbers of objectives.
-    """
-    if len(a) != len(b):
-        raise ValueError(f"cannot compare points with {len(a)} and {len(b)} objectives")
-    no_worse = all(x <= y for x, y in zip(a, b))
-    better = any(x < y for x, y in zip(a, b))
-    return no_worse and better
 
 
 def _dominance_matrix(matrix: np.ndarray) -> np.ndarray:
@@ -122,36 +107,3 @@ def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
     """Indices of the non-dominated points, ascending (empty for no points)."""
     fronts = non_dominated_sort(points)
     return fronts[0] if fronts else []
-
-
-def hypervolume_2d(points: Sequence[Sequence[float]], reference: tuple[float, float]) -> float:
-    """Area dominated by the points' non-dominated set and bounded by `reference` (both minimised).
-
-    Points that are not strictly better than the reference in both objectives add nothing.
-    Dominated points add nothing either, so passing the whole population is fine.
-
-    Args:
-        points: (val_bpb, peak_mem_mb)-like pairs.
-        reference: the worst corner; pick it once per run so values compare across generations.
-
-    Returns:
-        The area, 0.0 when no point lies inside the reference box.
-
-    Raises:
-        ValueError: if a point does not have exactly two objectives or holds NaN.
-    """
-    matrix = _as_matrix(points)
-    if matrix.shape[0] == 0:
-        return 0.0
-    if matrix.shape[1] != 2:
-        raise ValueError(f"hypervolume_2d needs points with 2 objectives, got {matrix.shape[1]}")
-    ref_x, ref_y = float(reference[0]), float(reference[1])
-    inside = matrix[(matrix[:, 0] < ref_x) & (matrix[:, 1] < ref_y)]
-    # Sweep by the first objective; each point lower than all before it adds a strip.
-    area = 0.0
-    lowest_y = ref_y
-    for x, y in sorted(map(tuple, inside.tolist())):
-        if y < lowest_y:
-            area += (ref_x - x) * (lowest_y - y)
-            lowest_y = y
-    return area

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.selection.pareto import crowding_distance, hypervolume_2d, non_dominated_sort
+from search.selection.pareto import crowding_distance, non_dominated_sort
 
 __all__ = [
     "MIN_NOISE_FLOOR",
@@ -28,14 +28,11 @@ __all__ = [
     "Objectives",
     "RankedMember",
     "bpb_and_memory",
-    "bpb_only",
-    "hypervolume_2d",
     "improves",
     "noise_floor",
     "rank_members",
     "select_parents",
     "select_survivors",
-    "tournament",
 ]
 
 MIN_NOISE_FLOOR = 1e-9  # floor when repeated baselines agree exactly: equal is never "better"
@@ -59,11 +56,6 @@ Objectives = Callable[[Member], Sequence[float | None]]
 def bpb_and_memory(member: Member) -> tuple[float | None, float | None]:
     """The default objectives: (val_bpb, peak_mem_mb)."""
     return (member.val_bpb, member.peak_mem_mb)
-
-
-def bpb_only(member: Member) -> tuple[float | None]:
-    """Objectives that ignore memory (a memory weight of 0): selection on val_bpb alone."""
-    return (member.val_bpb,)
 
 
 @dataclass
@@ -149,6 +141,7 @@ def select_survivors(
 
 
 def _tournament(pool: Sequence[RankedMember], rng: random.Random, k: int) -> RankedMember:
+    """k distinct contestants drawn at random; the best (rank, then crowding, then name) wins."""
     contestants = rng.sample(list(pool), min(k, len(pool)))
     return min(contestants, key=_selection_key)
 
@@ -158,28 +151,6 @@ def _check_tournament(ranked: Sequence[RankedMember], k: int) -> None:
         raise ValueError(f"tournament size k must be at least 1, got {k}")
     if not ranked:
         raise ValueError("no member to select from: none is ok with a value for every objective")
-
-
-def tournament(
-    members: Sequence[Member], rng: random.Random, k: int = 2, objectives: Objectives = bpb_and_memory
-) -> Member:
-    """One k-way tournament: k distinct rankable members drawn at random, the best of them wins.
-
-    Best means lower front rank, then larger crowding distance, then name; ranks and crowding are
-    computed over `members` only. With k=2 (binary tournament) the single worst member never wins.
-
-    Args:
-        members: the candidates; unrankable ones never take part.
-        rng: the source of randomness (seed it for reproducible runs).
-        k: contestants per tournament (capped at the number of rankable members).
-        objectives: what to minimise (default `bpb_and_memory`).
-
-    Raises:
-        ValueError: if k < 1 or no member is rankable.
-    """
-    ranked = rank_members(members, objectives)
-    _check_tournament(ranked, k)
-    return _tournament(ranked, rng, k).member
 
 
 def select_parents(
