@@ -26,7 +26,7 @@ VARIANTS = ("crash_at_start", "crash_midway", "crash_in_eval")
 
 
 def main() -> None:
-    from conftest import compose_config  # the CLI's own config composition
+    from support import compose_config  # the CLI's own config composition (tests/support.py)
 
     from eval.data.prepare import prepare_data
     from search.run.runner import run_trial_process

@@ -19,16 +19,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from eval.data import DataError
+from eval.record import Status
 from search import PROJECT_ROOT
-from eval.data.download import DataError
-from search.config import register_configs
+from search.config import Config, UserError, config_dict, load_config, register_configs
 from search.lineage.repo import LineageError
 from search.run.sandbox import SandboxError
-from eval.record import Status
 
 register_configs()
 
-USER_ERRORS = (DataError, LineageError, SandboxError, FileNotFoundError, ValueError)
+# Mistakes in the command, the settings or the data: one line and exit 2. Anything else is a bug and
+# shows its traceback.
+USER_ERRORS = (UserError, DataError, LineageError, SandboxError, FileNotFoundError)
 CONF_DIR = str(PROJECT_ROOT / "conf")
 
 USAGE = """usage: python -m search <command> [overrides] [--help] [--cfg job]
@@ -54,9 +56,9 @@ Without `trial=...` or `experiment=...`, the `gpu` preset is used when CUDA is a
 """
 
 
-def resolved(cfg: DictConfig) -> dict[str, Any]:
-    """The config as plain, fully resolved containers (safe to hand to a child process)."""
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+def resolved(cfg: DictConfig) -> Config:
+    """The composed config, resolved and typed (the schema's dataclasses)."""
+    return load_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
 def trial_command(cfg: DictConfig, run_dir: Path) -> "TrialRecord":  # noqa: F821
@@ -66,11 +68,12 @@ def trial_command(cfg: DictConfig, run_dir: Path) -> "TrialRecord":  # noqa: F82
     from search.lineage.checkout import resolve_variant
 
     conf = resolved(cfg)
-    trial, data = conf["trial"], conf["data"]
+    plain = config_dict(conf)  # the trial spec and the data settings are the harness's plain JSON
+    trial, data = plain["trial"], plain["data"]
     prepared = prepare_data(data, trial["vocab_size"])
     prepared.check_evaluation(trial)
-    variant_dir = resolve_variant(trial.get("variant"), conf["editable"], run_dir / "variant")
-    spec = {"variant_dir": str(variant_dir), "data": prepared.spec(), "trial": trial, "editable": conf["editable"]}
+    variant_dir = resolve_variant(conf.trial.variant, conf.editable, run_dir / "variant")
+    spec = {"variant_dir": str(variant_dir), "data": prepared.spec(), "trial": trial, "editable": conf.editable}
     print(f"trial: preset {trial['name']}, budget {trial['budget_seconds']:.0f}s, data {data['name']}, "
           f"variant {variant_dir}", flush=True)
     record = run_trial_process(spec, run_dir / "trial", echo=sys.stdout)
@@ -105,10 +108,10 @@ def run_command(cfg: DictConfig, run_dir: Path, llm=None) -> "RunSummary":  # no
     from search.run.loop import SearchRun
 
     conf = resolved(cfg)
-    population = conf.get("population")
-    if population is not None and (not isinstance(population, int) or population < 1):
-        raise ValueError(f"population must be a positive integer (or null for the single lineage), got {population!r}")
-    search = SearchRun(conf, run_dir, llm=llm)
+    population = conf.population
+    if population is not None and population < 1:
+        raise UserError(f"population must be a positive integer (or null for the single lineage), got {population!r}")
+    search = SearchRun.open(conf, run_dir, llm=llm)
     try:
         return search.run()
     finally:
@@ -230,10 +233,10 @@ def compose_run_config(overrides: list[str]) -> tuple[DictConfig, Path]:
         cfg = _compose(overrides)
         run_dir = Path(cfg.hydra.run.dir)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ValueError(" ".join(str(exc).split())) from None
+        raise UserError(" ".join(str(exc).split())) from None
     if not any(o.split("=", 1)[0].lstrip("+~") == "run.name" for o in overrides):
         runs = list_runs(run_dir.parent)
-        raise ValueError(f"name the run: run.name=<name> (the runs in {run_dir.parent}: "
+        raise UserError(f"name the run: run.name=<name> (the runs in {run_dir.parent}: "
                          f"{', '.join(runs) if runs else 'none'})")
     return cfg, run_dir
 
@@ -244,14 +247,14 @@ def report_command(kind: str, overrides: list[str]) -> list[Path]:
     from search.record.runs import load_run
 
     if kind not in REPORT_KINDS:
-        raise ValueError(f"unknown report {kind!r}; the reports are: {', '.join(REPORT_KINDS)}")
+        raise UserError(f"unknown report {kind!r}; the reports are: {', '.join(REPORT_KINDS)}")
     cfg, run_dir = compose_run_config(overrides)
     state = load_run(run_dir, cfg.run.name)
     if kind == "ablation":
         from search.ablation.run import run_ablation
         from search.ablation.report import write_ablation_report
 
-        result = run_ablation(state, OmegaConf.to_container(cfg.ablation, resolve=True), cfg.variant)
+        result = run_ablation(state, OmegaConf.to_object(cfg.ablation), cfg.variant)
         written = write_ablation_report(state, result)
         print(f"ablation of {result.target} (delta = without the change - with it; positive: it helps):\n"
               f"{written.table}", flush=True)
@@ -267,10 +270,10 @@ def export_command(overrides: list[str]) -> "Export":  # noqa: F821
 
     cfg, run_dir = compose_run_config(overrides)
     if not cfg.out and not cfg.branch:
-        raise ValueError("export needs out=<dir> (a standalone directory) or branch=<name> (a git branch at the "
+        raise UserError("export needs out=<dir> (a standalone directory) or branch=<name> (a git branch at the "
                          "variant's commit)")
     if cfg.out and cfg.branch:
-        raise ValueError("give out=<dir> or branch=<name>, not both")
+        raise UserError("give out=<dir> or branch=<name>, not both")
     state = load_run(run_dir, cfg.run.name)
     if cfg.branch:
         return branch_variant(state, cfg.pick, cfg.branch)

@@ -2,15 +2,21 @@
 
 Hydra validates the YAML in `conf/` and every command-line override against these dataclasses,
 so a misspelt key or a string where a number belongs is an error that names it, not a silent
-default. Each group's YAML files fill one of the nodes below.
+default. Each group's YAML files fill one of the nodes below. The code receives these dataclasses
+(`load_config`), never a dict with its defaults restated. Hydra and OmegaConf are imported only
+where they are used, so pure modules may import the schema and `UserError`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
 
-from hydra.core.config_store import ConfigStore
+
+
+class UserError(ValueError):
+    """A mistake in the command, the settings or the data: the message says what to change. The
+    command line prints it as one line and exits 2; any other exception shows its traceback."""
 
 
 @dataclass
@@ -168,7 +174,29 @@ class Config:
     variant: Optional[str] = None  # report ablation: the variant to take apart (null: the best)
 
 
+def load_config(values: Mapping[str, Any]) -> Config:
+    """The typed configuration from plain, resolved values (a composed Hydra config, a run's
+    config.json, the settings a producer stored in its study), checked against the schema.
+
+    Raises:
+        UserError: naming a key the schema does not have or a value of the wrong type.
+    """
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), values))  # type: ignore[return-value]
+    except Exception as exc:  # omegaconf's ValidationError, ConfigKeyError, ... name the key
+        raise UserError(f"settings do not fit the schema: {exc}".splitlines()[0]) from exc
+
+
+def config_dict(conf: Config) -> dict[str, Any]:
+    """The configuration as plain containers (JSON, a child process, the study)."""
+    return asdict(conf)
+
+
 def register_configs() -> None:
     """Register the schema with Hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)

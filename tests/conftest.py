@@ -1,10 +1,12 @@
-"""Shared fixtures."""
+"""Shared fixtures. Plain helpers live in tests/support.py; nothing imports this module."""
 
 from __future__ import annotations
 
 import pytest
 
 from httpserver import FileServer
+from openai_server import ScriptedOpenAIServer
+from support import SHAKESPEARE, compose_config, make_repo
 
 
 @pytest.fixture
@@ -15,27 +17,19 @@ def file_server():
     server.close()
 
 
-# --- trial fixtures: the composed smoke configuration and its prepared data, once per session
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+@pytest.fixture
+def openai_server():
+    """A scripted OpenAI-compatible server on 127.0.0.1: `push(steps)`, `base_url`, `requests`."""
+    server = ScriptedOpenAIServer()
+    yield server
+    server.close()
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
-VARIANTS = Path(__file__).resolve().parent / "variants"
 
-
-def compose_config(overrides):
-    """The composed, resolved configuration, as the CLI would see it (plain containers)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    from search.cli import CONF_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    GlobalHydra.instance().clear()
-    return OmegaConf.to_container(cfg, resolve=True)
+@pytest.fixture
+def seed_repo(tmp_path):
+    """tmp_path/repo: a git repository holding this checkout's seed files in one commit, for a test
+    run's lineage (module- and session-scoped fixtures call support.make_repo themselves)."""
+    return make_repo(tmp_path / "repo")
 
 
 @pytest.fixture(scope="session")
@@ -49,24 +43,3 @@ def smoke_setup(tmp_path_factory):
     conf = compose_config(["experiment=cpu_smoke", f"data.path={SHAKESPEARE}", f"data.cache_dir={cache}"])
     prepared = prepare_data(conf["data"], conf["trial"]["vocab_size"], log=lambda m: None)
     return conf, prepared
-
-
-def make_variant(dest: Path, train_file: str) -> Path:
-    """A variant directory holding tests/variants/<train_file> as train/train.py and the tiny model."""
-    (dest / "train").mkdir(parents=True)
-    (dest / "model").mkdir(parents=True)
-    shutil.copy(VARIANTS / train_file, dest / "train" / "train.py")
-    shutil.copy(VARIANTS / "tiny_model.py", dest / "model" / "gpt.py")
-    return dest
-
-
-# --- the scripted OpenAI-compatible server (see tests/openai_server.py)
-from openai_server import ScriptedOpenAIServer  # noqa: E402
-
-
-@pytest.fixture
-def openai_server():
-    """A scripted OpenAI-compatible server on 127.0.0.1: `push(steps)`, `base_url`, `requests`."""
-    server = ScriptedOpenAIServer()
-    yield server
-    server.close()

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHAKESPEARE
+from support import EDITABLE, ROOT, SHAKESPEARE, git, make_repo  # noqa: F401 (EDITABLE, git: for the tests)
 
-ROOT = Path(__file__).resolve().parents[1]
-EDITABLE = ["train/train.py", "model/gpt.py"]
 MAX_STEPS = 4
 BUDGET_SECONDS = 30
 
@@ -37,23 +35,6 @@ class SmokeRun:
         return [f"run.name={self.name}", f"hydra.run.dir={self.run_dir}"]
 
 
-def git(repo: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env).stdout
-
-
-def make_seed_repo(repo: Path) -> Path:
-    """A git repository holding this checkout's seed files: a test run's lineage goes there, not here."""
-    for rel in EDITABLE:
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text((ROOT / rel).read_text())
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "seed")
-    return repo
-
-
 def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", OPENAI_API_KEY="")
     return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, env=env, capture_output=True, text=True,
@@ -64,7 +45,7 @@ def build_smoke_run(base: Path, name: str) -> SmokeRun:
     """Run `python -m search run +population=3 experiment=cpu_smoke llm=none` for 4 trials under `base`."""
     if not SHAKESPEARE.exists():
         pytest.skip(f"{SHAKESPEARE} is missing")
-    repo = make_seed_repo(base / "repo")
+    repo = make_repo(base / "repo")
     outputs = base / "outputs"
     run_dir = outputs / name
     out = cli("run", "+population=3", "experiment=cpu_smoke", "llm=none", "search.max_trials=4",

@@ -16,6 +16,7 @@ import socket
 import pytest
 
 from smoke_run import EDITABLE, build_smoke_run, cli, git
+from support import make_repo
 
 RENAME = (("    adam_scale = (width / 768) ** -0.5\n", "    adamw_scale = (width / 768) ** -0.5\n"),
           ('"lr": lr * adam_scale}', '"lr": lr * adamw_scale}'))
@@ -62,14 +63,7 @@ def toy_run(tmp_path):
     from search.lineage.repo import Lineage
     from search.run.scheduler import Scheduler
 
-    repo = tmp_path / "repo"
-    (repo / "train").mkdir(parents=True)
-    (repo / "model").mkdir()
-    (repo / "train" / "train.py").write_text(TOY)
-    (repo / "model" / "gpt.py").write_text(GPT)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "seed")
+    repo = make_repo(tmp_path / "repo", {"train/train.py": TOY, "model/gpt.py": GPT})
     run_dir = tmp_path / "outputs" / "toy"
     sched = Scheduler(None, run_dir, "toy")
     with Lineage(repo, "toy", EDITABLE) as lineage:
@@ -98,10 +92,11 @@ def toy_run(tmp_path):
 
 def _ablate(run_dir, variant="v0002", **settings):
     from search.ablation.run import run_ablation
+    from search.config import AblationConfig
     from search.record.runs import load_run
 
-    return run_ablation(load_run(run_dir, "toy"), {"repeats": None, "max_changes": 12, "hunks": True, "work": False,
-                                                   **settings}, variant, out=open(os.devnull, "w"))
+    return run_ablation(load_run(run_dir, "toy"), AblationConfig(**{"work": False, **settings}), variant,
+                        out=open(os.devnull, "w"))
 
 
 def test_ablation_queues_what_is_missing_once_and_reuses_variants_with_the_same_files(toy_run):
@@ -194,11 +189,16 @@ def known(run):
     from eval.data.prepare import prepare_data
     from search.operators.guards import content_hash
     from search.lineage.repo import Lineage
-    from search.run.loop import SearchRun, variant_name, variant_number
-    from search.record.data import aggregate_variants
-    from search.run.scheduler import Scheduler
+    from dataclasses import asdict
 
-    conf = json.loads((run.run_dir / "config.json").read_text())
+    from search.config import load_config
+    from search.record.attrs import variant_name, variant_number
+    from search.record.data import aggregate_variants
+    from search.run.loop import build_workers
+    from search.run.scheduler import Scheduler
+    from search.run.store import RunStore
+
+    conf = load_config(json.loads((run.run_dir / "config.json").read_text()))
     sched = Scheduler(None, run.run_dir, run.name)
     lineage = Lineage(run.repo, run.name, EDITABLE)
     variants = aggregate_variants(sched.trials())
@@ -215,10 +215,10 @@ def known(run):
                        "content_hash": content_hash(files, EDITABLE), "generation": parent["generation"] + 1})
         parent = {"name": name, "commit": commit, "generation": parent["generation"] + 1}
         made.append(name)
-    worker = SearchRun(conf, run.run_dir)
-    worker.attach(prepare_data(conf["data"], conf["trial"]["vocab_size"], log=lambda m: None), lineage, sched)
-    worker.work("test-worker")
-    lineage.close()
+    store = RunStore(sched, lineage, run.run_dir, EDITABLE, conf.population, conf.search.noise_k)
+    prepared = prepare_data(asdict(conf.data), conf.trial.vocab_size, log=lambda m: None)
+    build_workers(conf, store, prepared.spec(), lambda m: None, production_over=lambda: True).work("test-worker")
+    store.close()
     trained = aggregate_variants(sched.trials())
     assert all(trained[n]["status"] == "ok" for n in made), [trained[n]["reason"] for n in made]
     return {"rename": made[0], "target": made[1]}

@@ -4,14 +4,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import SHAKESPEARE
 from search.cli import default_preset_overrides
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT, SHAKESPEARE, VARIANTS, git, make_repo
 
 
 def cli(*args, cwd=ROOT, timeout=300):
@@ -112,20 +109,11 @@ def test_trial_of_a_commit(tmp_path):
     """trial.variant=<commit> trains the files of that commit, whatever the working tree holds."""
     if not SHAKESPEARE.exists():
         pytest.skip("no shared data")
-    repo = tmp_path / "repo"
-    (repo / "train").mkdir(parents=True)
-    (repo / "model").mkdir()
-    variants = ROOT / "tests" / "variants"
     # the smoke preset's constants, so the preset applies to this variant too
     constants = "DEPTH = 1\nASPECT_RATIO = 64\nHEAD_DIM = 32\nTOTAL_BATCH_TOKENS = 1024\nDEVICE_BATCH_SIZE = 16\n"
-    (repo / "train" / "train.py").write_text(constants + (variants / "crash.py").read_text())
-    (repo / "model" / "gpt.py").write_text((variants / "tiny_model.py").read_text())
-    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True, text=True)  # noqa: E731
-    git("init", "-q")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "crash", "--allow-empty")
-    git("add", "-A")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "crashing variant")
-    sha = git("rev-parse", "HEAD").stdout.strip()
+    repo = make_repo(tmp_path / "repo", {"train/train.py": constants + (VARIANTS / "crash.py").read_text(),
+                                         "model/gpt.py": (VARIANTS / "tiny_model.py").read_text()})
+    sha = git(repo, "rev-parse", "HEAD").strip()
     (repo / "train" / "train.py").write_text("this working-tree file is not the commit's")
     run_dir = tmp_path / "run"
     out = cli("trial", "experiment=cpu_smoke", f"data.path={SHAKESPEARE}", f"data.cache_dir={tmp_path / 'cache'}",

@@ -13,13 +13,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
-from conftest import SHAKESPEARE
 from pgserver import start_postgres
-from smoke_run import ROOT, git, make_seed_repo
+from support import ROOT, SHAKESPEARE, git, processes_in, wait_until
 from search.run.liveness import worker_process
 from search.record.data import SEED
 from search.run.scheduler import Scheduler
@@ -46,22 +44,25 @@ class Proc:
         self.lines: list[str] = []
         self.proc = subprocess.Popen([sys.executable, "-m", "search", *args], cwd=ROOT, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line)
 
     def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            if self.proc.poll() is not None:
-                time.sleep(0.5)
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} never printed {text!r}:\n{self.output()[-4000:]}")
+        """Until a line of the output holds `text`; fails at the deadline, or as soon as the process
+        has closed its output (ended) without printing one."""
+        def printed() -> bool:
+            return any(text in line for line in self.lines) or not self.reader.is_alive()
+
+        try:
+            wait_until(printed, timeout, interval=0.1)
+        except AssertionError:
+            pass
+        if not any(text in line for line in self.lines):
+            raise AssertionError(f"{self.name} never printed {text!r}:\n{self.output()[-4000:]}")
 
     def output(self) -> str:
         return "".join(self.lines)
@@ -71,10 +72,10 @@ class Proc:
         self.proc.wait(timeout=30)
 
 
-def test_a_producer_and_two_workers_lose_nothing_when_a_worker_dies(postgres, tmp_path):
+def test_a_producer_and_two_workers_lose_nothing_when_a_worker_dies(postgres, tmp_path, seed_repo):
     if not SHAKESPEARE.exists():
         pytest.skip(f"{SHAKESPEARE} is missing")
-    seed = make_seed_repo(tmp_path / "producer")
+    seed = seed_repo
     remote = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(remote))
     clones = []
@@ -96,7 +97,9 @@ def test_a_producer_and_two_workers_lose_nothing_when_a_worker_dies(postgres, tm
                                  f"hydra.run.dir={tmp_path / f'out-w{i + 1}'}"], f"worker {i + 1}"))
         doomed = workers[0]
         doomed.wait_for("[search] training", timeout=300)
-        time.sleep(1.0)  # inside its trial process
+        # Killed inside its trial process: the process runs in the worker's trial directory.
+        wait_until(lambda: any(processes_in(d) for d in (tmp_path / "out-w1" / "trials").glob("*/trial")),
+                   timeout=120, what="worker 1's trial process starting")
         doomed.kill()
         survivor = workers[1]
         assert producer.proc.wait(timeout=300) == 0, producer.output()[-4000:]

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from eval.data.download import DataError, DownloadError, download, file_sha256
+from eval.data import DataError
+from eval.data.download import DownloadError, download, file_sha256
 
 PAYLOAD = bytes(range(256)) * 64 + b"tail"  # 16 KiB + 4 bytes, every byte value present
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from smoke_run import build_smoke_run, cli, git
+from smoke_run import build_smoke_run, cli
+from support import git
 
 pytestmark = pytest.mark.slow
 EXPORTED = ("train/train.py", "model/gpt.py", "eval/trial.py", "eval/prepare.py", "eval/metric.py",

@@ -1,10 +1,11 @@
 """Kill the search again and again, at every point where a crash could lose or duplicate work.
 
 The real CLI (`python -m search run +population=3 experiment=cpu_smoke llm=none`) is SIGKILLed,
-whole process group at once, first at each named failpoint (search/failpoints.py: after a commit,
-after a queue write, before a trial starts, after a trial trained but before the study heard,
-after the study heard but before the tag, in the middle of rewriting results.tsv, ...), then at
-seeded random moments; each time the same command is run again. At the end every trained variant
+whole process group at once, first at each named failpoint (search/run/failpoints.py: after a
+commit, after a queue write, before a trial starts, after a trial trained but before the study
+heard, after the study heard but before the tag, in the middle of rewriting results.tsv, ...), then
+at seeded random moments; each time the same command is run again (the run killed while refusing a
+candidate alone has a scripted LLM, see REFUSED_ONLY). At the end every trained variant
 has exactly one result, one tag at its commit and one row in results.tsv; none is lost, none was
 trained twice (one harness record per variant), and nothing waits or runs.
 """
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHAKESPEARE
-from smoke_run import ROOT, git, make_seed_repo
+from openai_server import ScriptedOpenAIServer, answer
 from search.record.data import SEED
+from search.run.failpoints import POINTS
 from search.run.scheduler import Scheduler
+from support import ROOT, SHAKESPEARE, git
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +38,20 @@ FAILPOINT_KILLS = [
     ("training", 1),  # a trial taken, its process not started
     ("finishing", 1),  # trained, result not in the study: recovered from the trial directory
     ("finished", 1),  # result in the study, no tag yet
+    ("proposed", 1),  # a candidate passed the guards, nothing of it stored
+    ("refusing", 1),  # a refused candidate, not yet recorded (this run alone has an LLM: REFUSED_ONLY)
     ("committed", 1),  # a candidate's commit, no trial
     ("queued", 2),  # candidates waiting in the queue
     ("tagged", 1),  # tagged, results.tsv stale
     ("results-written", 1),  # the new results.tsv beside the old
 ]
 RANDOM_KILLS = 2
+# The run killed at `refusing` makes its candidates with an LLM alone, and every answer of that LLM
+# holds no edit: its first candidate is refused. (The other runs have no LLM; what tuning and git
+# merges make is seldom refused, and never on cue.)
+NO_EDIT = "I would lower the learning rate, but I will not write an edit."
+REFUSED_ONLY = ["llm=local", "llm.model=scripted", "llm.patch_retries=0", "search.rates.mutation=1",
+                "search.rates.crossover=0", "search.rates.merge=0", "search.rates.tune=0"]
 
 
 def _command(tmp_path: Path, repo: Path, max_trials: int = MAX_TRIALS) -> list[str]:
@@ -68,16 +78,25 @@ def _run(cmd: list[str], failpoint: str | None = None, kill_after: float | None 
     return proc.returncode, out
 
 
-def test_killed_at_every_point_and_at_random_it_resumes_and_loses_nothing(tmp_path):
+@pytest.fixture
+def refusing_llm():
+    """A scripted OpenAI-compatible server whose every answer holds no edit."""
+    with ScriptedOpenAIServer(default=answer(NO_EDIT)) as server:
+        yield server
+
+
+def test_killed_at_every_point_and_at_random_it_resumes_and_loses_nothing(tmp_path, seed_repo, refusing_llm):
     if not SHAKESPEARE.exists():
         pytest.skip(f"{SHAKESPEARE} is missing")
-    repo = make_seed_repo(tmp_path / "repo")
+    repo = seed_repo
     cmd = _command(tmp_path, repo)
+    refusing = [a for a in cmd if a != "llm=none"] + REFUSED_ONLY + [f"llm.base_url={refusing_llm.base_url}"]
+    assert set(POINTS) == {point for point, _ in FAILPOINT_KILLS}, "a failpoint this test does not kill at"
     logs: list[str] = []  # each run's output, for the failure messages
     said: list[str] = []  # each run's whole output
     kills = 0
     for point, nth in FAILPOINT_KILLS:
-        code, out = _run(cmd, failpoint=f"{point}:{nth}")
+        code, out = _run(refusing if point == "refusing" else cmd, failpoint=f"{point}:{nth}")
         logs.append(f"--- failpoint {point}:{nth} -> {code}\n{out[-3000:]}")
         said.append(out)
         assert code == -signal.SIGKILL and f"[failpoint] {point}" in out, "\n".join(logs[-2:])
@@ -93,6 +112,7 @@ def test_killed_at_every_point_and_at_random_it_resumes_and_loses_nothing(tmp_pa
     assert code == 0, "\n".join(logs[-3:])
     assert kills >= len(FAILPOINT_KILLS) + 1
     assert "recovered the result of" in "\n".join(said + [out]), "the kill after training should be recovered, not retrained"
+    assert len(refusing_llm.chat_requests()) == 1  # the refused candidate was the LLM's, and it was not retried
 
     rows = Scheduler(None, tmp_path / "out", "kills", create=False).trials()
     assert not [r for r in rows if r["state"] in ("WAITING", "RUNNING")], "\n".join(logs[-2:])
@@ -136,11 +156,10 @@ def test_killed_at_every_point_and_at_random_it_resumes_and_loses_nothing(tmp_pa
     print(json.dumps({"kills": kills, "trained": len(trained), "variants": len(per_variant) + 1}))
 
 
-def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_same_command_resumes_it(tmp_path):
+def test_a_full_disk_stops_the_run_with_a_clear_error_and_the_same_command_resumes_it(tmp_path, seed_repo):
     if not SHAKESPEARE.exists():
         pytest.skip(f"{SHAKESPEARE} is missing")
-    repo = make_seed_repo(tmp_path / "repo")
-    cmd = _command(tmp_path, repo, max_trials=3)
+    cmd = _command(tmp_path, seed_repo, max_trials=3)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     full = out_dir / "results.tsv.tmp"

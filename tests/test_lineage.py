@@ -15,6 +15,7 @@ import pytest
 
 from search.lineage.checkout import materialize_commit
 from search.lineage.repo import Lineage, LineageError
+from support import make_repo
 
 EDITABLE = ["train/train.py", "model/gpt.py"]
 TRAIN = "LR = 0.01  # learning rate\nSTEPS = 10  # steps\n\n\ndef main():\n    return LR * STEPS\n"
@@ -58,14 +59,7 @@ def hermetic_git(tmp_path, monkeypatch):
 @pytest.fixture
 def repo(tmp_path):
     """A repository with one commit of the seed; asserts on teardown that the user's side is untouched."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    git_(root, "init", "-q", "-b", "main")
-    for rel, text in SEED.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    git_(root, "add", ".")
-    git_(root, "commit", "-q", "-m", "seed")
+    root = make_repo(tmp_path / "repo", SEED, branch="main")
     (root / "notes.txt").write_text("an untracked file of the user\n")
     before = user_state(root)
     yield root
@@ -394,10 +388,19 @@ def test_push_to_a_missing_remote_reports_git(repo, tmp_path):
             lin.fetch([])
 
 
-def test_push_and_fetch_without_a_remote_do_nothing(lineage):
+def test_push_and_fetch_without_a_remote_do_nothing(repo, lineage):
     lineage.tag(lineage.base_commit(), 0, {})
+
+    def state() -> dict:
+        return {"refs": git_(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
+                "config": git_(repo, "config", "--local", "--list"), "remotes": git_(repo, "remote"),
+                "fetched": (repo / ".git" / "FETCH_HEAD").exists()}
+
+    before = state()
     lineage.push()
     lineage.fetch([lineage.base_commit()])
+    assert state() == before
+    assert before["remotes"] == "" and "refs/tags/search/run1/v0000" in before["refs"] and not before["fetched"]
 
 
 # --- materialize_commit -------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import pytest
 
 from search.run.failpoints import failpoint
 from search.run.liveness import dead_here, is_dead, last_sign_of_life, stale_after_seconds, worker_name, worker_process
-from search.run.loop import SearchRun, visible_gpus
+from search.config import SchedulerConfig
+from search.run.workers import visible_gpus, worker_envs
 
 HOST = socket.gethostname()
 
@@ -56,36 +57,30 @@ def test_another_machine_is_dead_only_after_its_heartbeat_stops():
 
 
 def test_stale_after_defaults_to_four_heartbeats_and_checks_its_input():
-    assert stale_after_seconds({"heartbeat_seconds": 30, "stale_after_seconds": None}) == 120.0
-    assert stale_after_seconds({"heartbeat_seconds": 1, "stale_after_seconds": None}) == 60.0
-    assert stale_after_seconds({"heartbeat_seconds": 1, "stale_after_seconds": 5}) == 5.0
+    assert stale_after_seconds(SchedulerConfig(heartbeat_seconds=30, stale_after_seconds=None)) == 120.0
+    assert stale_after_seconds(SchedulerConfig(heartbeat_seconds=1, stale_after_seconds=None)) == 60.0
+    assert stale_after_seconds(SchedulerConfig(heartbeat_seconds=1, stale_after_seconds=5)) == 5.0
     with pytest.raises(ValueError, match="stale_after_seconds"):
-        stale_after_seconds({"stale_after_seconds": 0})
+        stale_after_seconds(SchedulerConfig(stale_after_seconds=0))
     with pytest.raises(ValueError, match="heartbeat_seconds"):
-        stale_after_seconds({"heartbeat_seconds": -1})
-
-
-def _search(workers) -> SearchRun:
-    conf = {"run": {"name": "t"}, "editable": ["train/train.py"], "search": {"seed": 0}, "population": None,
-            "scheduler": {"workers": workers}}
-    return SearchRun(conf, run_dir=".")
+        stale_after_seconds(SchedulerConfig(heartbeat_seconds=-1))
 
 
 def test_auto_workers_pin_one_per_visible_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     assert visible_gpus() == ["2", "3"]
-    assert _search("auto").worker_envs() == [{"CUDA_VISIBLE_DEVICES": "2"}, {"CUDA_VISIBLE_DEVICES": "3"}]
+    assert worker_envs("auto") == [{"CUDA_VISIBLE_DEVICES": "2"}, {"CUDA_VISIBLE_DEVICES": "3"}]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert _search("auto").worker_envs() == [{}]  # no GPU: one unpinned worker
+    assert worker_envs("auto") == [{}]  # no GPU: one unpinned worker
 
 
 def test_worker_counts():
-    assert _search(0).worker_envs() == []
-    assert _search(1).worker_envs() == [{}]
-    assert len(_search(2).worker_envs()) == 2 and "OMP_NUM_THREADS" in _search(2).worker_envs()[0]
+    assert worker_envs(0) == []
+    assert worker_envs(1) == [{}]
+    assert len(worker_envs(2)) == 2 and "OMP_NUM_THREADS" in worker_envs(2)[0]
     for bad in (-1, "many"):
         with pytest.raises(ValueError, match="scheduler.workers"):
-            _search(bad).worker_envs()
+            worker_envs(bad)
 
 
 def test_failpoints_do_nothing_unless_named(monkeypatch):

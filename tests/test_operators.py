@@ -8,8 +8,10 @@ import pytest
 
 from scripted_llm import ScriptedClient
 from search.lineage.repo import Lineage
-from search.operators.base import (GitMerge, LLMMutation, OperatorContext, OperatorFailed, OperatorNotApplicable, Parent,
-                              Tune)
+from search.operators.base import OperatorContext, OperatorFailed, OperatorNotApplicable, Parent
+from search.operators.merge import GitMerge
+from search.operators.mutation import LLMMutation
+from search.operators.tune import Tune
 from search.run.scheduler import Scheduler, Tuner
 
 EDITABLE = ["train/train.py", "model/gpt.py"]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from smoke_run import build_smoke_run, cli, git
+from smoke_run import build_smoke_run, cli
+from support import git
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")

@@ -3,9 +3,10 @@
 import pytest
 
 from search.record.data import (
-    PickError, aggregate_variants, best_variant, front_names, markdown_table, operator_stats, path_from_seed,
+    REASON_WIDTH, PickError, aggregate_variants, best_variant, front_names, markdown_table, operator_stats, path_from_seed,
     pick_variant, progress_points, seed_noise, status_by_operator, time_use, trial_rows, tree_layout,
 )
+from search.record.summary import result_row
 
 
 def trial(number, variant, operator="mutation", parents=(), status="ok", val=None, mem=100.0, generation=1,
@@ -137,6 +138,14 @@ def test_tables():
     assert use.device_share == pytest.approx(40 / 70)
     rows = trial_rows(trials)
     assert [r["trial"] for r in rows] == [0, 1, 2, 4, 5, 6] and rows[4]["variant"] == ""
+
+
+def test_results_tsv_and_the_report_cut_a_reason_alike():
+    reason = "Traceback:\n" + "x " * 400
+    t = trial(7, "v0004", status="crash", reason=reason)
+    cut = trial_rows([t])[0]["reason"]
+    assert cut == result_row(t)["reason"] and len(cut) == REASON_WIDTH and cut.endswith("...")
+    assert cut.startswith("Traceback: x x")
 
 
 def test_markdown_table_escapes_pipes_and_formats_figures():

@@ -5,17 +5,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import SHAKESPEARE
 from openai_server import ScriptedOpenAIServer, answer
-from smoke_run import git, make_seed_repo
+from support import ROOT, SHAKESPEARE, git
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-EDITABLE = ["train/train.py", "model/gpt.py"]
 SECRET = "sk-test-SECRET-0123456789abcdef"
 
 # Edits that apply to the seed: each changes one constant to a value no other edit uses.
@@ -48,11 +44,6 @@ def scripted_answers():
             yield edit("train/train.py", search, replace, f"set {replace}")
         else:
             yield {"M": malformed, "O": outside, "L": lookahead}[kind]
-
-
-@pytest.fixture
-def seed_repo(tmp_path):
-    return make_seed_repo(tmp_path / "repo")
 
 
 def search_cmd(tmp_path, repo, name, *extra):
@@ -125,16 +116,39 @@ def test_population_search_with_a_scripted_llm(tmp_path, seed_repo):
 
 
 def test_single_lineage_keeps_only_improvements(tmp_path, seed_repo):
+    from search.record.runs import load_run
+
     answers = scripted_answers()
     with ScriptedOpenAIServer(lambda body: answer(next(answers))) as server:
+        # Without overlap each candidate is made once every trial before it has ended: the best kept
+        # variant when it was made is the best kept among the trials numbered before it.
         run_search(tmp_path, seed_repo, "single", f"llm.base_url={server.base_url}", "llm.model=scripted",
-                   "search.max_trials=5", "search.preflight=false")
+                   "search.max_trials=5", "search.preflight=false", "search.overlap=false")
     rows = read_results(tmp_path, "single")
     decided = [r for r in rows if r["kept"]]
     assert decided and all(r["kept"] in ("keep", "discard") for r in decided)
     assert all(r["operator"] in ("seed", "mutation", "tune") for r in rows)
-    for r in decided:  # every child's parent is the best kept variant at its time: one lineage
-        assert len(r["parents"].split(",")) == 1
+    verdict = {r["trial"]: r["kept"] for r in rows}
+
+    run = load_run(tmp_path / "outputs" / "single", "single")
+    floor = run.attrs["noise"]["floor"]
+    assert floor > 0
+    trials = sorted((t for t in run.trials if t.get("status")), key=lambda t: t["number"])
+    seed_runs = [t for t in trials if t["operator"] == "seed"]
+    assert trials[:2] == seed_runs and all(t["status"] == "ok" for t in seed_runs)
+    best, best_bpb = "v0000", sum(t["val_bpb"] for t in seed_runs) / len(seed_runs)  # the seed is kept
+    children = 0
+    for t in trials[2:]:  # children, and refused candidates, in the order they were made
+        assert t["parent_names"] == [best], (t["number"], t["parent_names"], best)  # one lineage: from the best
+        if not t.get("variant"):
+            continue  # refused: never trained, never decided
+        children += 1
+        beats = t["status"] == "ok" and t["val_bpb"] < best_bpb - floor
+        assert t["kept"] is beats, (t["variant"], t["status"], t.get("val_bpb"), best, best_bpb, floor)
+        assert verdict[str(t["number"])] == ("keep" if beats else "discard")
+        if beats:
+            best, best_bpb = t["variant"], t["val_bpb"]
+    assert children == 3  # the trial budget less the seed's two repeats
 
 
 def test_no_llm_uses_tuning_and_still_runs(tmp_path, seed_repo):

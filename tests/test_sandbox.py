@@ -6,12 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from search import PROJECT_ROOT
 from search.run.sandbox import Sandbox, SandboxError, bwrap_arguments, resolve_sandbox
+from support import processes_in, wait_until
 
 
 def bwrap_works() -> bool:
@@ -149,27 +149,8 @@ def test_killing_the_process_group_kills_the_sandboxed_tree(tmp_path):
         assert len(inside) >= 2  # python and its sleep, seen from here
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and processes_in(trial):
-            time.sleep(0.1)
-        assert processes_in(trial) == []
+        wait_until(lambda: processes_in(trial) == [], timeout=30, what="the sandboxed tree dying")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
 
-
-def processes_in(directory) -> list[int]:
-    """Live processes (not zombies) whose working directory is `directory`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/cwd") != str(directory):
-                continue
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found

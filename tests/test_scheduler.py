@@ -8,6 +8,7 @@ import multiprocessing
 import optuna
 import pytest
 
+from search.record.data import live_trials
 from search.run.scheduler import REASON_MAX_CHARS, Scheduler, SchedulerError, Tuner, storage_url
 
 STORAGES = ["sqlite", "journal"]
@@ -22,6 +23,18 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+
+
+def front_of(sched: Scheduler) -> list[dict]:
+    """The study's Pareto front (`study.best_trials`) as trial rows, by number."""
+    numbers = sorted(t.number for t in sched.study.best_trials)
+    rows = {r["number"]: r for r in sched.trials()}
+    return [rows[n] for n in numbers]
+
+
+def live_hashes(sched: Scheduler) -> set[str]:
+    """The content hashes the guards treat as taken: every trial's but the re-queued attempts'."""
+    return {t["content_hash"] for t in live_trials(sched.trials()) if t.get("content_hash")}
 
 def candidate(i: int, **over) -> dict:
     attrs = {
@@ -103,7 +116,7 @@ def test_enqueue_take_finish_ok_is_recorded(open_scheduler):
     assert row["commit"] == candidate(0)["commit"] and row["parents"] == []
     assert row["datetime_start"] is not None and row["datetime_complete"] is not None
     assert by_number(sched)[1]["state"] == "WAITING"
-    assert [b["number"] for b in sched.best()] == [0]
+    assert [b["number"] for b in front_of(sched)] == [0]
     assert sched.study.metric_names == ["val_bpb", "peak_mem_mb"]
 
 
@@ -123,7 +136,7 @@ def test_unsuccessful_outcomes_have_their_states(open_scheduler):
         assert len(row["reason"]) == REASON_MAX_CHARS and row["reason"].endswith("x!")
         assert row["val_bpb"] is None
         assert row["losses"] == [1.0, None]
-    assert sched.best() == []
+    assert front_of(sched) == []
 
 
 def test_take_on_an_empty_queue_creates_no_trial(open_scheduler):
@@ -213,7 +226,7 @@ def test_requeued_trial_cannot_be_finished_by_its_old_worker(open_scheduler):
     assert len(coordinator.waiting()) == 1
 
 
-def test_done_hashes_cover_every_live_or_finished_trial(open_scheduler):
+def test_live_hashes_cover_every_live_or_finished_trial(open_scheduler):
     sched = open_scheduler()
     for i in range(5):
         sched.enqueue(candidate(i))
@@ -221,7 +234,7 @@ def test_done_hashes_cover_every_live_or_finished_trial(open_scheduler):
     sched.finish(sched.take("w"), "crash", None, {})
     sched.finish(sched.take("w"), "stopped", None, {})
     sched.take("w")  # hash3 running, hash4 waiting
-    assert sched.done_hashes() == {f"hash{i}" for i in range(5)}
+    assert live_hashes(sched) == {f"hash{i}" for i in range(5)}
 
 
 def test_a_requeued_trial_counts_through_its_copy_only(open_scheduler):
@@ -232,7 +245,7 @@ def test_a_requeued_trial_counts_through_its_copy_only(open_scheduler):
     copy = sched.take("w")
     assert copy.attrs["requeued_from"] == 0
     sched.finish(copy, "crash", None, {})
-    assert sched.done_hashes() == {"hash0"}
+    assert live_hashes(sched) == {"hash0"}
     states = [(r["state"], r["status"]) for r in sched.trials()]
     assert states == [("FAIL", "requeued"), ("FAIL", "crash")]
 
@@ -284,7 +297,7 @@ def test_pareto_front_of_three(open_scheduler):
     for _ in results:
         taken = sched.take("w")
         sched.finish(taken, "ok", results[taken.number], {})
-    front = sched.best()
+    front = front_of(sched)
     assert [(b["number"], tuple(b["values"])) for b in front] == [(0, results[0]), (1, results[1])]
     assert [b["variant"] for b in front] == ["v0000", "v0001"]
 
@@ -304,9 +317,9 @@ def test_resume_sees_everything(open_scheduler):
     again = open_scheduler()
     assert again.trials() == before
     assert again.run_attrs() == {"noise_floor": 0.004, "base_commit": "abc123", "unmeasured": None}
-    assert [b["number"] for b in again.best()] == [0]
+    assert [b["number"] for b in front_of(again)] == [0]
     assert again.waiting() == [candidate(2)]
-    assert again.done_hashes() == {"hash0", "hash1", "hash2"}
+    assert live_hashes(again) == {"hash0", "hash1", "hash2"}
     assert again.study.metric_names == ["val_bpb", "peak_mem_mb"]
     assert again.take("w").number == 2
 
@@ -368,7 +381,7 @@ def test_record_refused_is_a_finished_rejected_trial_outside_the_queue(tmp_path)
     assert rows[number]["status"] == "rejected" and rows[number]["state"] == "FAIL"
     assert "eval/metric.py" in rows[number]["reason"]
     assert [w["variant"] for w in s.waiting()] == ["v0000"]  # the queue is as it was
-    assert "h2" in s.done_hashes()
+    assert "h2" in live_hashes(s)
 
 
 def test_tuner_suggests_within_ranges_and_learns_from_reports(tmp_path):

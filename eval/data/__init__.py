@@ -4,3 +4,7 @@ arrays and the rows a trial trains and evaluates on, cached by their settings (`
 
 May import: the standard library, numpy, tiktoken, rustbpe, pyarrow, `eval.files`. Never `search`.
 """
+
+
+class DataError(ValueError):
+    """The data cannot be had or used as configured; the message says what to change."""

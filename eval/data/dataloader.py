@@ -16,6 +16,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from eval.data import DataError
+
 
 @dataclass
 class TokenStore:
@@ -139,7 +141,7 @@ def eval_rows(store: TokenStore, bos_id: int, seq_len: int, num_tokens: int, spl
         if len(rows) == need:
             return np.stack(rows)
     setting = "trial.eval_tokens" if split == "val" else "trial.test_tokens"
-    raise ValueError(
+    raise DataError(
         f"the {split} split has {store.num_tokens:,} tokens in {store.num_docs:,} documents, which pack into "
         f"{len(rows):,} rows of {seq_len}; {setting}={num_tokens:,} needs {need:,} rows. Lower {setting}, raise "
         f"data.{split}_fraction, or use a larger corpus"
@@ -149,7 +151,7 @@ def eval_rows(store: TokenStore, bos_id: int, seq_len: int, num_tokens: int, spl
 def train_rows(store: TokenStore, bos_id: int, seq_len: int, seed: int) -> Iterator[np.ndarray]:
     """Endless training rows; document order reshuffled every epoch from `seed`."""
     if store.num_tokens == 0:
-        raise ValueError("the training split is empty; use a larger corpus or smaller val/test fractions")
+        raise DataError("the training split is empty; use a larger corpus or smaller val/test fractions")
     epoch = 0
     while True:
         order = np.random.default_rng([seed, epoch]).permutation(store.num_docs)

@@ -22,14 +22,12 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from eval.data import DataError
+
 USER_AGENT = "evoresearch-data/0.1"
 PROGRESS_INTERVAL_S = 0.25  # at most four progress updates a second
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-
-
-class DataError(Exception):
-    """A data source could not be prepared; the message names what failed and what to do."""
 
 
 class DownloadError(DataError):

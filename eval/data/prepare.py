@@ -21,7 +21,9 @@ from typing import Any
 
 from eval.data.dataloader import TokenStore
 from eval.data.split import SPLITS, split_documents
-from eval.data.tokenizer import save_tokenizer, train_tokenizer, write_atomic
+from eval.data.tokenizer import save_tokenizer, train_tokenizer
+from eval.files import write_atomic
+from eval.data import DataError
 
 PREPARE_VERSION = 1  # bump when the preparation changes what it produces
 TOKENIZER_MAX_CHARS = 100_000_000  # characters of training text the BPE is trained on at most
@@ -56,7 +58,7 @@ class PreparedData:
             try:
                 eval_rows(store, bos_id, trial["seq_len"], trial[key], split)
             except ValueError as exc:
-                raise ValueError(f"data {self.meta.get('name')} is too small for the {trial.get('name')} preset's "
+                raise DataError(f"data {self.meta.get('name')} is too small for the {trial.get('name')} preset's "
                                  f"evaluation: {exc}") from None
 
     def spec(self) -> dict[str, Any]:
@@ -115,7 +117,7 @@ def prepare_data(data: dict[str, Any], vocab_size: int, log=print) -> PreparedDa
         counts = split.counts()
         for name, n in counts.items():
             if n == 0 and (name == "train" or data[f"{name}_fraction"] > 0):
-                raise ValueError(
+                raise DataError(
                     f"the {name} split of data source {data.get('name')} is empty ({corpus.origin} gave "
                     f"{len(corpus.documents)} documents); use a larger corpus or change data.val_fraction / "
                     "data.test_fraction"

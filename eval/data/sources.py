@@ -21,6 +21,7 @@ Downloads go through ``eval.data.download.download`` into ``<cache_dir>/download
 from __future__ import annotations
 
 import ast
+import fcntl
 import glob
 import hashlib
 import json
@@ -38,7 +39,9 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from eval.data.download import DataError, DownloadError, download
+from eval.data import DataError
+from eval.data.download import DownloadError, download
+from eval.files import write_atomic
 
 __all__ = ["Corpus", "DataError", "DownloadError", "SOURCES", "fingerprint_documents", "load_documents"]
 
@@ -133,7 +136,7 @@ def load_documents(data: dict) -> Corpus:
     cfg = {**DEFAULTS, **dict(data)}
     source = cfg["source"]
     if source not in _LOADERS:
-        raise ValueError(f"unknown data.source {source!r}; valid sources: {', '.join(SOURCES)}")
+        raise DataError(f"unknown data.source {source!r}; valid sources: {', '.join(SOURCES)}")
     name = str(cfg["name"])
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise DataError(f"data.name {name!r} must be a plain name (letters, digits, '.', '_', '-'): it names a cache folder")
@@ -236,20 +239,25 @@ def _pydocs(cfg: dict) -> tuple[Iterator[str], str]:
     cache = _cache_dir(cfg) / "pydocs" / f"stdlib-docstrings-{platform.python_implementation()}-{version}-{key}.txt"
     origin = f"docstrings of the Python {version} standard library ({stdlib})"
     if cache.is_file():
-        with open(cache, encoding="utf-8", newline="") as f:
-            text = f.read()
-        return iter(text.split(_PYDOCS_CACHE_SEPARATOR)), origin
-    t0 = time.perf_counter()
-    documents = stdlib_docstrings(stdlib)
+        return iter(_read_text(cache).split(_PYDOCS_CACHE_SEPARATOR)), origin
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-    tmp.write_text(_PYDOCS_CACHE_SEPARATOR.join(documents), encoding="utf-8", newline="")
-    os.replace(tmp, cache)
+    with open(cache.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one writer of the cache (its temporary name is fixed); the others reuse it
+        if cache.is_file():
+            return iter(_read_text(cache).split(_PYDOCS_CACHE_SEPARATOR)), origin
+        t0 = time.perf_counter()
+        documents = stdlib_docstrings(stdlib)
+        write_atomic(cache, _PYDOCS_CACHE_SEPARATOR.join(documents))
     print(
         f"data: pydocs: {len(documents):,} modules, {sum(map(len, documents)):,} chars of docstrings "
         f"in {time.perf_counter() - t0:.1f}s; cached at {cache}"
     )
     return iter(documents), origin
+
+
+def _read_text(path: Path) -> str:
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.read()
 
 
 _LOADERS: dict[str, Callable[[dict], tuple[Iterator[str], str]]] = {

@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
+from eval.data import DataError
+
 SPLITS = ("train", "val", "test")
 _BUCKETS = 1_000_000
 
@@ -64,9 +66,9 @@ def split_documents(docs: Iterable[str], val_fraction: float, test_fraction: flo
     """
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= frac < 1.0:
-            raise ValueError(f"data.{name} must be in [0, 1), got {frac}")
+            raise DataError(f"data.{name} must be in [0, 1), got {frac}")
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
+        raise DataError(
             f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves no "
             "documents for training; lower them"
         )

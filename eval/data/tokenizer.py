@@ -9,14 +9,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import tiktoken
+
+from eval.files import write_atomic
+from eval.data import DataError
 
 BOS = "<|bos|>"
 SPECIAL_TOKENS = (BOS,)
@@ -77,7 +78,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, name: str) -> Tokeniz
 
     logging.getLogger("rustbpe").setLevel(logging.WARNING)  # it logs every merge at INFO
     if vocab_size < 256:
-        raise ValueError(f"trial.vocab_size must be at least 256 (the byte tokens), got {vocab_size}")
+        raise DataError(f"trial.vocab_size must be at least 256 (the byte tokens), got {vocab_size}")
     trainer = rustbpe.Tokenizer()
     trainer.train_from_iterator(iter(texts), vocab_size)
     ranks = {bytes(piece): rank for piece, rank in trainer.get_mergeable_ranks()}
@@ -114,16 +115,3 @@ def load_tokenizer(path: Path) -> Tokenizer:
     ranks = {base64.b64decode(p): i for i, p in enumerate(payload["ranks"])}
     return _build(payload["name"], payload["pattern"], ranks)
 
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temporary file and a rename, so no reader sees half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

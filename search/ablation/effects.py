@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from search.ablation.plan import ADD_ONE, KINDS, LEAVE_ONE_OUT, Candidate, Change, one_line
+from search.ablation.plan import ADD_ONE, KINDS, LEAVE_ONE_OUT, Candidate, Change
+from search.record.format import MISSING, first_line
 from eval.record import Status
 
 
@@ -79,11 +80,6 @@ def change_effect(kind: str, candidate: dict[int, tuple[float, float | None]],
             "beyond_noise": None if mean is None or floor is None else abs(mean) > floor}
 
 
-def _first_line(text: Any) -> str:
-    lines = str(text or "").strip().splitlines()
-    return one_line(lines[0], 120) if lines else ""
-
-
 def _trouble(trials: list[dict[str, Any]], variant: str) -> str:
     """What keeps a variant's runs from counting: failures (the last one's cause) and runs not finished."""
     live = [t for t in trials if t.get("variant") == variant and t.get("status") != Status.REQUEUED]
@@ -92,16 +88,17 @@ def _trouble(trials: list[dict[str, Any]], variant: str) -> str:
     parts = []
     if failed:
         last = failed[-1]
-        parts.append(f"{variant}: {len(failed)} run(s) failed ({last['status']}: {_first_line(last.get('reason'))})")
+        cause = first_line(last.get("reason"), 120)
+        parts.append(f"{variant}: {len(failed)} run(s) failed ({last['status']}: {cause})")
     if waiting:
         parts.append(f"{variant}: {waiting} run(s) waiting or running")
     return "; ".join(parts)
 
 
 def verdict(effect: Effect) -> str:
-    """helps / hurts (beyond the noise floor), within noise, or '-' (not measured)."""
+    """helps / hurts (beyond the noise floor), within noise, or MISSING ('-': not measured)."""
     if effect.delta_bpb is None:
-        return "-"
+        return MISSING
     if effect.beyond_noise is False:
         return "within noise"
     word = "helps" if effect.delta_bpb > 0 else "hurts" if effect.delta_bpb < 0 else "no effect"

@@ -24,12 +24,16 @@ import builtins
 import difflib
 from dataclasses import dataclass, field
 
+from search.record.format import one_line
+from search.config import UserError
+
 CONTEXT = 3  # lines of surroundings a hunk is matched with (fewer are tried when these do not match)
 FUZZ_LEVELS = (CONTEXT, 1, 0)  # context lines required on each side, strictest first
 IN_PLACE_RATIO = 0.6  # lines at least this similar (difflib ratio) were edited in place, one by one
 LEAVE_ONE_OUT = "leave_one_out"
 ADD_ONE = "add_one"
 KINDS = (LEAVE_ONE_OUT, ADD_ONE)
+LABEL_WIDTH = 90  # characters of a changed line in a change's label
 _MODULE_NAMES = frozenset(("__file__", "__name__", "__doc__", "__spec__", "__loader__", "__package__",
                            "__builtins__", "__annotations__", "__dict__", "__path__"))
 
@@ -291,12 +295,6 @@ class Decomposition:
     notes: list[str] = field(default_factory=list)
 
 
-def one_line(text: str, width: int = 90) -> str:
-    """`text` on one line, cut to `width` characters."""
-    text = " ".join(str(text or "").split())
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
 def _step_changes(step: Step, hunks: list[Hunk], split: bool) -> tuple[list[Change], str | None]:
     """A step as one change, or one per hunk when every hunk applies alone; and why it was not split."""
     desc = one_line(step.description, 60)
@@ -313,10 +311,10 @@ def _step_changes(step: Step, hunks: list[Hunk], split: bool) -> tuple[list[Chan
                 why = f"hunk {k} alone: {why}"
                 break
         else:
-            return [Change(f"{step.name}.{k}", f"{step.name}: {desc} | {one_line(h.first_changed_line)}", "hunk",
-                           (step.name,), (h,)) for k, h in enumerate(hunks, 1)], None
+            return [Change(f"{step.name}.{k}", f"{step.name}: {desc} | {one_line(h.first_changed_line, LABEL_WIDTH)}",
+                           "hunk", (step.name,), (h,)) for k, h in enumerate(hunks, 1)], None
     more = f" (+{len(hunks) - 1} more hunks)" if len(hunks) > 1 else ""
-    label = f"{step.name}: {desc} | {one_line(hunks[0].first_changed_line)}{more}"
+    label = f"{step.name}: {desc} | {one_line(hunks[0].first_changed_line, LABEL_WIDTH)}{more}"
     return [Change(step.name, label, "step", (step.name,), tuple(hunks))], why
 
 
@@ -333,7 +331,7 @@ def decompose(steps: list[Step], *, split_hunks: bool = True, max_changes: int =
         ValueError: if max_changes < 1.
     """
     if max_changes < 1:
-        raise ValueError(f"ablation.max_changes must be at least 1, got {max_changes}")
+        raise UserError(f"ablation.max_changes must be at least 1, got {max_changes}")
     notes: list[str] = []
     stepped = []
     for step in steps:
@@ -362,7 +360,8 @@ def decompose(steps: list[Step], *, split_hunks: bool = True, max_changes: int =
                      f"({first.name}..{last.name}) are one change")
         changes = changes[k:]
         if joined:
-            label = f"{first.name}..{last.name}: {k} steps joined | {one_line(joined[0].first_changed_line)}"
+            line = one_line(joined[0].first_changed_line, LABEL_WIDTH)
+            label = f"{first.name}..{last.name}: {k} steps joined | {line}"
             changes.insert(0, Change(f"{first.name}..{last.name}", label, "joined",
                                      tuple(s.name for s, _ in stepped[:k]), tuple(joined)))
         else:

@@ -20,7 +20,8 @@ from search.ablation.run import Ablation
 from search.ablation.effects import Effect, verdict
 from search.ablation.plan import ADD_ONE, LEAVE_ONE_OUT
 from search.report.lineage import STYLE, _diff_html, _html_table, _img_tag
-from search.record.data import fmt, markdown_table, signed
+from search.record.data import markdown_table
+from search.record.format import MISSING, format_number, format_signed
 from search.record.runs import RunState
 
 KIND_NAMES = {LEAVE_ONE_OUT: "leave-one-out", ADD_ONE: "add-one"}
@@ -49,10 +50,10 @@ def effect_rows(effects: list[Effect]) -> list[dict[str, Any]]:
     for e in effects:
         spread = f" ± {e.delta_bpb_std:.4f}" if e.delta_bpb_std is not None else ""
         rows.append({
-            "change": e.change, "kind": KIND_NAMES[e.kind], "delta val_bpb": signed(e.delta_bpb) + spread,
-            "delta mem MB": signed(e.delta_mem_mb, 1), "n": e.n,
-            "beyond noise": "-" if e.beyond_noise is None else ("yes" if e.beyond_noise else "no"),
-            "verdict": verdict(e), "candidate": e.variant or "-", "label": e.label, "note": e.note or ""})
+            "change": e.change, "kind": KIND_NAMES[e.kind], "delta val_bpb": format_signed(e.delta_bpb) + spread,
+            "delta mem MB": format_signed(e.delta_mem_mb, 1), "n": e.n,
+            "beyond noise": MISSING if e.beyond_noise is None else ("yes" if e.beyond_noise else "no"),
+            "verdict": verdict(e), "candidate": e.variant or MISSING, "label": e.label, "note": e.note or ""})
     return rows
 
 
@@ -105,14 +106,14 @@ def _summary(state: RunState, result: Ablation) -> list[tuple[str, str]]:
     t, s = result.target_info, result.seed_info
     noise = result.noise
     return [
-        ("target", f"{result.target}: {t.get('description', '')} (val_bpb {fmt(t.get('val_bpb'), 6)} over "
+        ("target", f"{result.target}: {t.get('description', '')} (val_bpb {format_number(t.get('val_bpb'), 6)} over "
                    f"{sum(1 for r in t.get('runs', []) if r.get('status') == 'ok')} ok runs)"),
-        ("seed", f"v0000: val_bpb {fmt(s.get('val_bpb'), 6)} over "
+        ("seed", f"v0000: val_bpb {format_number(s.get('val_bpb'), 6)} over "
                  f"{sum(1 for r in s.get('runs', []) if r.get('status') == 'ok')} ok runs"),
         ("changes", f"{len(result.changes)} ({', '.join(c.id for c in result.changes)})"),
         ("repeats", f"{result.repeats} per candidate, trial seeds {', '.join(map(str, result.trial_seeds))}"),
-        ("noise floor", f"{fmt(noise.get('floor'))} (seed val_bpb std {fmt(noise.get('std'))} over {noise.get('n')} "
-                        f"runs)" if noise else "not measured (no seed repeats ended ok)"),
+        ("noise floor", f"{format_number(noise.get('floor'))} (seed val_bpb std {format_number(noise.get('std'))} "
+                        f"over {noise.get('n')} runs)" if noise else "not measured (no seed repeats ended ok)"),
         ("this call", f"queued {result.queued} trial(s), trained {result.trained}, new variants "
                       f"{', '.join(result.new_variants) or 'none'}"),
         ("notes", "; ".join(result.notes) or "none"),

@@ -13,32 +13,37 @@
    ablation) reuse it; the target and the seed get repeats too, so every delta compares runs with
    the same trial seeds. A (variant, trial seed) that already has a trial is never queued again, so
    a rerun trains only what is missing.
-3. A worker of this process trains the queued ablation trials through the search's own harness
-   (`SearchRun.train_taken`): results land in the study and results.tsv, variants get tags.
-4. `ablation_report` writes outputs/<run>/report/ablation-<target>.{md,html,png,json}.
+3. A worker of this process trains the queued ablation trials through the search's own workers
+   and trial executor (`search.run.loop.build_workers`, taking only ablation trials): results land
+   in the study and results.tsv, variants get tags.
+4. `search.ablation.report` writes outputs/<run>/report/ablation-<target>.{md,html,png,json}.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
 from search.ablation.effects import Effect, measure_effects
 from search.ablation.plan import LEAVE_ONE_OUT, Candidate, Change, Step, build_candidates, decompose
-from search.operators.guards import content_hash
+from search.config import AblationConfig, UserError
 from search.lineage.repo import Lineage
-from search.run.liveness import dead_here, worker_name
-from search.run.loop import SearchRun, variant_name, variant_number
+from search.operators.guards import content_hash
+from search.record.attrs import CandidateAttrs, commit_message, next_variant_name, variant_number
 from search.record.data import SEED, aggregate_variants, best_variant, path_from_seed, pick_variant
 from search.record.runs import RunState
-from search.run.scheduler import Scheduler
+from search.run.liveness import dead_here, worker_name
+from search.run.loop import build_workers, run_progress
 from eval.record import Status
+from search.run.scheduler import Scheduler
+from search.run.store import RunStore
 
 OPERATOR = "ablation"
 
 
-class AblationError(ValueError):
+class AblationError(UserError):
     """The ablation cannot start: no such variant, nothing to take apart, ...; the message says why."""
 
 
@@ -100,11 +105,11 @@ def lineage_steps(variants: dict[str, dict[str, Any]], target: str, lineage: Lin
             for s in path_from_seed(variants, target)[1:]]
 
 
-def run_ablation(state: RunState, settings: dict[str, Any], variant: str | None, out: TextIO = sys.stdout) -> Ablation:
-    """Plan, queue and (with settings["work"]) train the ablation of a variant, and measure it.
+def run_ablation(state: RunState, settings: AblationConfig, variant: str | None, out: TextIO = sys.stdout) -> Ablation:
+    """Plan, queue and (with settings.work) train the ablation of a variant, and measure it.
 
     Args:
-        state: the run, as `runs.load_run` read it.
+        state: the run, as `search.record.runs.load_run` read it.
         settings: the `ablation` config (repeats, max_changes, hunks, work).
         variant: the variant to take apart (None: the best).
         out: where progress lines go.
@@ -115,25 +120,27 @@ def run_ablation(state: RunState, settings: dict[str, Any], variant: str | None,
     """
     variants = state.variants
     target = choose_target(variants, variant, state.population)
-    repeats = settings.get("repeats") or state.conf["search"]["noise_repeats"]
+    repeats = settings.repeats or state.conf.search.noise_repeats
     if repeats < 1:
         raise AblationError(f"ablation.repeats must be at least 1, got {repeats}")
-    base_seed = state.conf["trial"]["seed"]
+    base_seed = state.conf.trial.seed
     trial_seeds = [base_seed + k for k in range(repeats)]
-    with state.lineage() as lineage:
-        steps = lineage_steps(variants, target, lineage)
-        plan = decompose(steps, split_hunks=settings.get("hunks", True), max_changes=settings.get("max_changes", 12))
+    scheduler = Scheduler(state.conf.storage.url, state.run_dir, state.name)
+    store = RunStore(scheduler, state.lineage(), state.run_dir, state.editable, state.population,
+                     state.conf.search.noise_k)
+    try:
+        steps = lineage_steps(variants, target, store.lineage)
+        plan = decompose(steps, split_hunks=settings.hunks, max_changes=settings.max_changes)
         if not plan.changes:
             raise AblationError(f"{target} has the seed's editable files: there is no change to take apart")
-        seed_files = lineage.read_files(variants[SEED]["commit"])
-        candidates = build_candidates(seed_files, lineage.read_files(variants[target]["commit"]), plan.changes)
-        scheduler = Scheduler(state.conf["storage"]["url"], state.run_dir, state.name)
+        seed_files = store.read_files(variants[SEED]["commit"])
+        candidates = build_candidates(seed_files, store.read_files(variants[target]["commit"]), plan.changes)
         _say(out, f"[ablation] {target}: {len(plan.changes)} change(s) over {len(steps)} step(s) from the seed, "
                   f"{sum(1 for c in candidates if c.skipped is None)} candidate(s), {repeats} repeat(s) each "
                   f"(trial seeds {', '.join(map(str, trial_seeds))})")
         for note in plan.notes:
             _say(out, f"[ablation] note: {note}")
-        queue = _Queue(scheduler, lineage, state.editable, base_seed, out)
+        queue = _Queue(store, base_seed)
         queue.ensure(queue.existing(target), trial_seeds, {"target": target, "change": None, "kind": "reference"})
         queue.ensure(queue.existing(SEED), trial_seeds, {"target": target, "change": None, "kind": "reference"})
         changes = {c.id: c for c in plan.changes}
@@ -144,13 +151,15 @@ def run_ablation(state: RunState, settings: dict[str, Any], variant: str | None,
                 continue
             parent = target if cand.kind == LEAVE_ONE_OUT else SEED
             attrs = queue.variant_for(cand, changes[cand.change], target, parent, variants)
-            assignment[(cand.change, cand.kind)] = attrs["variant"]
+            assignment[(cand.change, cand.kind)] = attrs.variant
             queue.ensure(attrs, trial_seeds, {"target": target, "change": cand.change, "kind": cand.kind})
         _say(out, f"[ablation] queued {queue.queued} trial(s), {len(queue.new_variants)} new variant(s)"
                   + (f" ({', '.join(queue.new_variants)})" if queue.new_variants else "")
                   + ("" if queue.queued else ": every measurement was already there"))
-        trained = work(state, lineage, scheduler, out) if settings.get("work", True) else 0
-        trials, attrs = scheduler.trials(), scheduler.run_attrs()
+        trained = work(state, store, out) if settings.work else 0
+        trials, attrs = store.trials(), store.run_attrs()
+    finally:
+        store.close()
     noise = attrs.get("noise")
     result = Ablation(target=target, repeats=repeats, trial_seeds=trial_seeds, changes=plan.changes, notes=plan.notes,
                       candidates=candidates, assignment=assignment, new_variants=queue.new_variants,
@@ -165,56 +174,57 @@ def run_ablation(state: RunState, settings: dict[str, Any], variant: str | None,
 class _Queue:
     """Commits candidates and enqueues the trials an ablation still lacks."""
 
-    def __init__(self, scheduler: Scheduler, lineage: Lineage, editable: list[str], base_seed: int, out: TextIO):
-        self.scheduler, self.lineage, self.editable, self.base_seed, self.out = scheduler, lineage, editable, base_seed, out
+    def __init__(self, store: RunStore, base_seed: int):
+        self.store, self.base_seed = store, base_seed
         self.queued = 0
         self.new_variants: list[str] = []
         self.rows: dict[str, dict[str, Any]] = {}  # variant -> its first live trial (its identity)
         self.by_hash: dict[str, str] = {}  # content hash -> variant
         self.have: set[tuple[str, int]] = set()  # (variant, trial seed) with a trial waiting, running or finished
-        for t in scheduler.trials():
-            if not t.get("variant") or t.get("status") == Status.REQUEUED:
+        for t in store.live_trials():
+            if not t.get("variant"):
                 continue
             self.rows.setdefault(t["variant"], t)
             self.by_hash.setdefault(t["content_hash"], t["variant"])
             self.have.add((t["variant"], int(t.get("trial_seed", base_seed))))
 
-    def existing(self, name: str) -> dict[str, Any]:
-        """The identity attributes of a variant already in the study, for enqueueing more of its runs."""
+    def existing(self, name: str) -> CandidateAttrs:
+        """The identity of a variant already in the study, for enqueueing more of its runs."""
         row = self.rows[name]
-        return {"variant": name, "commit": row["commit"], "parents": row.get("parents", []),
-                "parent_names": row.get("parent_names", []), "description": row["description"],
-                "content_hash": row["content_hash"], "generation": row.get("generation", 0)}
+        return CandidateAttrs(variant=name, commit=row["commit"], parents=row.get("parents", []),
+                              parent_names=row.get("parent_names", []), description=row["description"],
+                              content_hash=row["content_hash"], generation=row.get("generation", 0), operator=OPERATOR)
 
     def variant_for(self, cand: Candidate, change: Change, target: str, parent: str,
-                    variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                    variants: dict[str, dict[str, Any]]) -> CandidateAttrs:
         """The variant holding the candidate's files: one already in the study, or a new commit."""
-        digest = content_hash(cand.files, self.editable)
+        digest = content_hash(cand.files, self.store.editable)
         if digest in self.by_hash:
             return self.existing(self.by_hash[digest])
-        taken = [variant_number(t["variant"]) for t in self.scheduler.trials() if t.get("variant")]
-        name = variant_name(1 + max(taken + [variant_number(n) for n in self.new_variants], default=0))
+        taken = [t["variant"] for t in self.store.trials() if t.get("variant")]
+        name = next_variant_name(taken + self.new_variants)
         way = "without" if cand.kind == LEAVE_ONE_OUT else "seed +"
         description = f"ablation of {target}: {way} {change.id} ({change.headline})"
         p = variants[parent]
-        message = f"{name}: {description}\n\noperator: {OPERATOR}\nparents: {parent}"
-        commit = self.lineage.commit_variant(cand.files, [p["commit"]], message)
-        self.lineage.mark_candidate(commit, variant_number(name))
-        attrs = {"variant": name, "commit": commit, "parents": [p["commit"]], "parent_names": [parent],
-                 "description": description, "content_hash": digest, "generation": p["generation"] + 1}
-        self.rows[name] = attrs
+        with self.store.lineage_lock:
+            commit = self.store.lineage.commit_variant(cand.files, [p["commit"]],
+                                                       commit_message(name, description, OPERATOR, [parent]))
+            self.store.lineage.mark_candidate(commit, variant_number(name))
+        attrs = CandidateAttrs(variant=name, commit=commit, parents=[p["commit"]], parent_names=[parent],
+                               description=description, content_hash=digest, generation=p["generation"] + 1,
+                               operator=OPERATOR)
+        self.rows[name] = attrs.attrs()
         self.by_hash[digest] = name
         self.new_variants.append(name)
         return attrs
 
-    def ensure(self, identity: dict[str, Any], trial_seeds: list[int], key: dict[str, Any]) -> None:
+    def ensure(self, identity: CandidateAttrs, trial_seeds: list[int], key: dict[str, Any]) -> None:
         """Enqueue the variant once per trial seed that has no trial of it yet."""
         for k, seed in enumerate(trial_seeds):
-            if (identity["variant"], seed) in self.have:
+            if (identity.variant, seed) in self.have:
                 continue
-            self.scheduler.enqueue({**identity, "operator": OPERATOR, "ablation": key, "trial_seed": seed,
-                                    "repeat": k})
-            self.have.add((identity["variant"], seed))
+            self.store.enqueue(replace(identity, ablation=key, trial_seed=seed, repeat=k))
+            self.have.add((identity.variant, seed))
             self.queued += 1
 
 
@@ -227,39 +237,29 @@ def _dead_here(row: dict[str, Any]) -> bool:
     return row.get("operator") == OPERATOR and dead_here(row)
 
 
-def work(state: RunState, lineage: Lineage, scheduler: Scheduler, out: TextIO = sys.stdout) -> int:
+def work(state: RunState, store: RunStore, out: TextIO = sys.stdout) -> int:
     """Train the waiting ablation trials of the run (any target's) here; returns how many were trained.
 
     A running ablation trial left by a process of this machine that died is queued again first.
     Trials of the search itself are left to the search.
     """
-    requeued = scheduler.requeue_stale(_dead_here)
+    requeued = store.requeue(_dead_here)
     if requeued:
         _say(out, f"[ablation] re-queued trial(s) {requeued} left running by a process that died")
-    waiting = sum(1 for w in scheduler.waiting() if _is_ablation(w))
+    waiting = sum(1 for w in store.waiting() if _is_ablation(w))
     if not waiting:
         return 0
     from eval.data.prepare import prepare_data
 
     # The progress line counts trials against max_trials: here, the trained ones plus this queue.
-    trained_before = sum(1 for t in scheduler.trials() if t.get("trained") and t.get("status") != Status.REQUEUED)
-    conf = dict(state.conf, search=dict(state.conf["search"], max_trials=trained_before + waiting))
-    runner = SearchRun(conf, state.run_dir, out=out)
-    runner.attach(prepare_data(state.conf["data"], state.conf["trial"]["vocab_size"], log=runner.say), lineage,
-                  scheduler)
-    worker = worker_name("ablation")
-    trained = 0
-    while (taken := scheduler.take(worker, accept=_is_ablation)) is not None:
-        runner.running[worker] = taken.attrs["variant"]
-        try:
-            runner.train_taken(taken)
-        except KeyboardInterrupt:
-            scheduler.requeue_stale(lambda row: row["number"] == taken.number)
-            raise
-        finally:
-            runner.running.pop(worker, None)
-        trained += 1
-    return trained
+    conf = replace(state.conf, search=replace(state.conf.search, max_trials=len(store.trained()) + waiting))
+    prepared = prepare_data(asdict(conf.data), conf.trial.vocab_size, log=lambda line: _say(out, line))
+    workers = build_workers(conf, store, prepared.spec(), lambda line: _say(out, line), production_over=lambda: True)
+    started = time.time()
+    workers.executor.on_finished = lambda: _say(out, run_progress(
+        store, conf.search.max_trials, list(workers.running.values()), store.run_attrs().get("llm_usage") or {},
+        started, 1).line())
+    return workers.work(worker_name("ablation"), accept=_is_ablation, until_empty=True)
 
 
 def _say(out: TextIO, line: str) -> None:

@@ -21,6 +21,9 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 
+from search.record.format import format_number
+
+NOT_MEASURED = "n/a"  # a figure the model is shown that was never measured
 FAILURE_REASON_MAX_CHARS = 300  # a failure's reason is cut to this (head and tail kept)
 
 
@@ -187,14 +190,10 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(no description)"
 
 
-def _number(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def _figures(view: VariantView) -> str:
     return (f"{_one_line(view.description)}\n"
-            f"val_bpb {_number(view.val_bpb, 4)}, peak memory {_number(view.peak_mem_mb, 0)} MB, "
-            f"status {view.status}")
+            f"val_bpb {format_number(view.val_bpb, 4, NOT_MEASURED)}, "
+            f"peak memory {format_number(view.peak_mem_mb, 0, NOT_MEASURED)} MB, status {view.status}")
 
 
 def _history(history: list[str]) -> str:
@@ -228,8 +227,8 @@ def _front(front: list[VariantView], highlight: set[str]) -> str:
     for view in sorted(front, key=lambda v: (v.val_bpb is None, v.val_bpb or 0.0)):
         name = f"{view.name} (parent)" if view.name in highlight else view.name
         description = _one_line(view.description).replace("|", "\\|")
-        rows.append(f"| {name} | {_number(view.val_bpb, 4)} | {_number(view.peak_mem_mb, 0)} "
-                    f"| {description} |")
+        rows.append(f"| {name} | {format_number(view.val_bpb, 4, NOT_MEASURED)} "
+                    f"| {format_number(view.peak_mem_mb, 0, NOT_MEASURED)} | {description} |")
     return "\n".join(rows)
 
 

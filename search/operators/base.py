@@ -1,35 +1,24 @@
-"""Operators: how a child variant is made from one or two parents.
-
-One small interface, four implementations:
-
-- `LLMMutation`: the LLM edits one parent (SEARCH/REPLACE blocks, whole-file fallback); an
-  answer whose edits do not apply is sent back with the error for a bounded number of retries.
-- `LLMCrossover`: the LLM combines two parents (shown with their common ancestor); the child is a
-  merge commit with both parents.
-- `GitMerge`: a three-way merge of two lineages; a clean merge needs no LLM, a conflict goes to
-  the LLM to resolve (or the operator gives up when there is none).
-- `Tune`: an Optuna sampler proposes values of numeric UPPER_SNAKE constants within declared
-  ranges; the child changes those constants and nothing else.
+"""The operators' base: what an operator gets (`Parent`, `OperatorContext`), what it returns
+(`Proposal`) or raises (`OperatorFailed`, `OperatorNotApplicable`), the `Operator` protocol, and
+the ask-apply-retry exchange with the LLM that the LLM operators share.
 
 An operator returns a `Proposal` or raises `OperatorFailed`, whose reason is recorded as a
-rejected candidate. Guards, commits and queueing are the loop's business.
+rejected candidate. Guards, commits and queueing are the producer's business.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from search.operators.constants import find_constants, format_value, merge_constants, set_constants
-from search.lineage.repo import LineageError
-from search.llm.client import LLMClient, LLMError, SpendCapReached
 from search.llm.answers import PatchError
+from search.llm.client import LLMClient, LLMError, SpendCapReached
 from search.llm.patch import apply_answer
-from search.llm.prompts import VariantView, conflict_messages, crossover_messages, mutation_messages, retry_messages
+from search.llm.prompts import VariantView, retry_messages
 
 TRAIN_FILE = "train/train.py"
+DESCRIPTION_MAX_CHARS = 160  # an operator's own description is cut to this
 
 
 @dataclass
@@ -133,139 +122,15 @@ def ask_for_edit(ctx: OperatorContext, messages: list[dict], base_files: dict[st
     raise AssertionError("unreachable")
 
 
-class LLMMutation:
-    name = "mutation"
-    arity = 1
-    needs_llm = True
-
-    def propose(self, parents: list[Parent], ctx: OperatorContext) -> Proposal:
-        (parent,) = parents
-        messages = mutation_messages(ctx.program, parent.view(), [p.view() for p in ctx.front], ctx.failures,
-                                     ctx.editable, ctx.pinned, ctx.budget_seconds)
-        result = ask_for_edit(ctx, messages, parent.files, "mutation")
-        return Proposal(result.files, [parent], self.name, result.description, result.rationale)
-
-
-class LLMCrossover:
-    name = "crossover"
-    arity = 2
-    needs_llm = True
-
-    def propose(self, parents: list[Parent], ctx: OperatorContext) -> Proposal:
-        a, b = parents
-        ancestor = None
-        if ctx.lineage is not None:
-            with _locked(ctx):
-                base = ctx.lineage.merge_base(a.commit, b.commit)
-                if base:
-                    ancestor = Parent("ancestor", base, ctx.lineage.read_files(base), "their common ancestor",
-                                      None, None, "ok")
-        messages = crossover_messages(ctx.program, a.view(), b.view(), ancestor.view() if ancestor else None,
-                                      [p.view() for p in ctx.front], ctx.failures, ctx.editable, ctx.pinned,
-                                      ctx.budget_seconds)
-        result = ask_for_edit(ctx, messages, a.files, "crossover")
-        return Proposal(result.files, [a, b], self.name, result.description, result.rationale)
-
-
-class GitMerge:
-    name = "merge"
-    arity = 2
-    needs_llm = False  # only a conflict needs one
-
-    def propose(self, parents: list[Parent], ctx: OperatorContext) -> Proposal:
-        a, b = parents
-        if ctx.lineage is None:
-            raise OperatorFailed("no_lineage", "git merge needs the lineage")
-        with _locked(ctx):
-            base = ctx.lineage.merge_base(a.commit, b.commit)
-            if base in (a.commit, b.commit):
-                raise OperatorNotApplicable("ancestor", f"{a.name} and {b.name} are one lineage: the merge is the descendant")
-            merged, conflicts = ctx.lineage.three_way_merge(base, a.commit, b.commit)
-            ancestor = _read_or_empty(ctx.lineage, base) if conflicts else {}
-        description = f"merge of {a.name} ({a.description}) and {b.name} ({b.description})"
-        # Lines changed side by side conflict for git even when each side only retuned its own
-        # constants; those merge constant by constant.
-        by_constants = {}
-        for path in conflicts:
-            if path in ancestor:
-                text = merge_constants(ancestor[path], a.files[path], b.files[path])
-                if text is not None:
-                    by_constants[path] = text
-        merged.update(by_constants)
-        conflicts = [p for p in conflicts if p not in by_constants]
-        if not conflicts:
-            extra = {"constant_merge": sorted(by_constants)} if by_constants else {}
-            return Proposal(merged, [a, b], self.name, _clip(description), extra=extra)
-        if ctx.llm is None:
-            raise OperatorNotApplicable("merge_conflict", f"{', '.join(conflicts)} conflict and no LLM is configured to "
-                                        "resolve them")
-        messages = conflict_messages(ctx.program, a.view(), b.view(), {p: merged[p] for p in conflicts},
-                                     ctx.editable, ctx.pinned, ctx.budget_seconds)
-        result = ask_for_edit(ctx, messages, merged, "merge_conflict")
-        left = [p for p in conflicts if "<<<<<<<" in result.files[p] or ">>>>>>>" in result.files[p]]
-        if left:
-            raise OperatorFailed("merge_conflict", f"conflict markers remain in {', '.join(left)}")
-        return Proposal(result.files, [a, b], self.name, _clip(result.description or description), result.rationale,
-                        extra={"conflicts": conflicts})
-
-
-class Tune:
-    name = "tune"
-    arity = 1
-    needs_llm = False
-
-    def propose(self, parents: list[Parent], ctx: OperatorContext) -> Proposal:
-        (parent,) = parents
-        source = parent.files.get(TRAIN_FILE)
-        if source is None or ctx.tuner is None:
-            raise OperatorFailed("no_tuner", f"tuning needs {TRAIN_FILE} and the tuner")
-        present = find_constants(source)
-        ranges = {k: v for k, v in ctx.tune_ranges.items() if k in present and k not in ctx.pinned}
-        if not ranges:
-            raise OperatorNotApplicable("nothing_to_tune", f"{parent.name} defines none of the constants in search.tune_ranges "
-                                 "(or the trial preset pins them all)")
-        if ctx.tune_count and len(ranges) > ctx.tune_count:
-            rng = ctx.rng or random.Random()
-            ranges = {k: ranges[k] for k in sorted(rng.sample(sorted(ranges), ctx.tune_count))}
-        number, values = ctx.tuner.suggest(ranges)
-        values = {k: _like(present[k].value, v) for k, v in values.items()}
-        changed = {k: v for k, v in values.items() if format_value(v) != format_value(present[k].value)}
-        if not changed:
-            ctx.tuner.report(number, None)
-            raise OperatorNotApplicable("noop", "the tuner proposed the parent's own values")
-        files = dict(parent.files, **{TRAIN_FILE: set_constants(source, changed)})
-        desc = "tune " + ", ".join(f"{k} {format_value(present[k].value)}->{format_value(v)}" for k, v in changed.items())
-        return Proposal(files, [parent], self.name, _clip(desc), extra={"tune_trial": number, "tuned": changed})
-
-
-OPERATORS: dict[str, Operator] = {op.name: op for op in (LLMMutation(), LLMCrossover(), GitMerge(), Tune())}
-
-
-def _read_or_empty(lineage: Any, rev: str | None) -> dict[str, str]:
-    """The editable files at `rev`, or {} when there is none or it lacks one of them."""
-    if not rev:
-        return {}
-    try:
-        return lineage.read_files(rev)
-    except LineageError:
-        return {}
-
-
-def _like(old: Any, new: float) -> Any:
-    """Keep an integer constant an integer."""
-    if isinstance(old, bool):
-        return bool(round(new))
-    if isinstance(old, int):
-        return int(round(new))
-    return float(new)
-
-
-def _clip(text: str, limit: int = 160) -> str:
+def clip(text: str, limit: int = DESCRIPTION_MAX_CHARS) -> str:
+    """One line of at most `limit` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class _locked:
+class locked:
+    """The lineage lock of the context, if it has one, held for a block."""
+
     def __init__(self, ctx: OperatorContext):
         self.lock = ctx.lineage_lock
 

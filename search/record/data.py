@@ -9,15 +9,16 @@ uses the same functions for its decisions, so a report shows what the run saw.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from search.record.format import MISSING, format_cell, format_number, format_signed, one_line
 from search.selection.pareto import pareto_front
 from search.selection.population import NoiseFloor, noise_floor
 from eval.record import Status
+from search.config import UserError
 
 SEED = "v0000"
 FIGURES = ("val_bpb", "test_bpb", "uniform_bpb", "peak_mem_mb", "training_seconds", "total_seconds", "num_steps",
@@ -90,7 +91,7 @@ def best_variant(variants: dict[str, dict[str, Any]], population: int | None) ->
     return min(pool, key=lambda v: v["val_bpb"]) if pool else None
 
 
-class PickError(ValueError):
+class PickError(UserError):
     """A pick names no variant, or nothing satisfies it; the message says what exists."""
 
 
@@ -344,41 +345,47 @@ def time_use(trials: list[dict[str, Any]], started_at: float | None, now: float 
 
 TRIAL_COLUMNS = ("trial", "variant", "operator", "parents", "status", "val_bpb", "test_bpb", "peak_mem_mb",
                  "num_steps", "training_seconds", "description", "reason")
+REASON_WIDTH = 300  # characters of a trial's reason in a table row (results.tsv and the report)
+
+
+def trial_row(t: dict[str, Any]) -> dict[str, Any]:
+    """The figures and texts of one trial for a table, unformatted: every column of results.tsv and the report.
+
+    Texts are on one line, the reason cut to REASON_WIDTH; figures stay numbers (None where missing).
+    """
+    return {
+        "trial": t.get("number"), "commit": t.get("commit") or "", "variant": t.get("variant") or "",
+        "operator": t.get("operator") or "", "parents": ",".join(t.get("parent_names") or []),
+        "status": t.get("status"), "kept": t.get("kept"), "val_bpb": t.get("val_bpb"), "test_bpb": t.get("test_bpb"),
+        "peak_mem_mb": t.get("peak_mem_mb"), "num_steps": t.get("num_steps"),
+        "training_seconds": t.get("training_seconds"), "total_seconds": t.get("total_seconds"),
+        "description": one_line(t.get("description")), "reason": one_line(t.get("reason"), REASON_WIDTH)}
 
 
 def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per finished trial (refusals included, superseded re-runs left out), by number."""
-    rows = []
-    for t in sorted(live_trials(trials), key=lambda t: t["number"]):
-        if not t.get("status"):
-            continue
-        rows.append({
-            "trial": t["number"], "variant": t.get("variant") or "", "operator": t.get("operator") or "",
-            "parents": ",".join(t.get("parent_names") or []), "status": t["status"],
-            "val_bpb": t.get("val_bpb"), "test_bpb": t.get("test_bpb"), "peak_mem_mb": t.get("peak_mem_mb"),
-            "num_steps": t.get("num_steps"), "training_seconds": t.get("training_seconds"),
-            "description": " ".join(str(t.get("description") or "").split()),
-            "reason": " ".join(str(t.get("reason") or "").split())[:200]})
-    return rows
+    """The report's trial table: TRIAL_COLUMNS of each finished trial (refusals included, superseded re-runs
+    left out), by number."""
+    finished = sorted((t for t in live_trials(trials) if t.get("status")), key=lambda t: t["number"])
+    return [{c: row[c] for c in TRIAL_COLUMNS} for row in map(trial_row, finished)]
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """A figure for a table cell: floats to `digits` places, None and NaN as '-'."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+PATH_COLUMNS = ("variant", "operator", "parents", "val_bpb", "delta val_bpb", "test_bpb", "peak_mem_mb",
+                "delta mem MB", "commit", "description")
 
 
-def signed(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:+.{digits}f}"
+def step_row(s: PathStep) -> dict[str, str]:
+    """One step of a path from the seed as a table row (PATH_COLUMNS), figures as text."""
+    return {"variant": s.name, "operator": s.operator,
+            "parents": ", ".join(p for p in [s.parent, *s.other_parents] if p) or MISSING,
+            "val_bpb": format_number(s.val_bpb, 6), "delta val_bpb": format_signed(s.delta_bpb),
+            "test_bpb": format_number(s.test_bpb, 6), "peak_mem_mb": format_number(s.peak_mem_mb, 1),
+            "delta mem MB": format_signed(s.delta_mem_mb, 1), "commit": s.commit[:12], "description": s.description}
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str] | tuple[str, ...], digits: int = 4) -> str:
     """A GitHub-flavoured Markdown table of `rows` (pipes in cells escaped)."""
     def cell(value: Any) -> str:
-        return fmt(value, digits).replace("|", "\\|").replace("\n", " ")
+        return format_cell(value, digits).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]

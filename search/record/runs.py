@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from search import PROJECT_ROOT
+from search.config import Config, UserError, load_config
 from search.lineage.repo import Lineage
 from search.record.data import aggregate_variants
 from search.run.scheduler import Scheduler, SchedulerError
 
 
-
-class RunNotFound(ValueError):
+class RunNotFound(UserError):
     """No run of that name; the message names the runs that exist."""
 
 
@@ -38,7 +38,7 @@ class RunState:
 
     name: str
     run_dir: Path
-    conf: dict[str, Any]  # the run's resolved configuration (config.json)
+    conf: Config  # the run's configuration (its config.json)
     trials: list[dict[str, Any]]  # Scheduler.trials() rows
     attrs: dict[str, Any]  # the study's run attributes (base_commit, noise, llm_usage, ...)
     storage_url: str
@@ -50,16 +50,16 @@ class RunState:
 
     @property
     def population(self) -> int | None:
-        return self.conf.get("population")
+        return self.conf.population
 
     @property
     def editable(self) -> list[str]:
-        return list(self.conf["editable"])
+        return list(self.conf.editable)
 
     @property
     def repo(self) -> Path:
         """The git repository holding the run's commits and tags (as the run resolved it)."""
-        return Path(self.conf["lineage"]["repo"] or PROJECT_ROOT)
+        return Path(self.conf.lineage.repo or PROJECT_ROOT)
 
     @property
     def running(self) -> bool:
@@ -67,7 +67,7 @@ class RunState:
 
     def lineage(self) -> Lineage:
         """The run's lineage (close it after use)."""
-        return Lineage(self.repo, self.name, self.editable, self.conf["lineage"].get("remote"))
+        return Lineage(self.repo, self.name, self.editable, self.conf.lineage.remote)
 
 
 def load_run(run_dir: Path, name: str) -> RunState:
@@ -86,9 +86,9 @@ def load_run(run_dir: Path, name: str) -> RunState:
         runs = list_runs(run_dir.parent)
         known = ", ".join(runs) if runs else "none"
         raise RunNotFound(f"no run {name!r} in {run_dir.parent} (the runs there: {known})")
-    conf = json.loads(config.read_text())
+    conf = load_config(json.loads(config.read_text()))
     try:
-        scheduler = Scheduler(conf["storage"]["url"], run_dir, name, create=False)
+        scheduler = Scheduler(conf.storage.url, run_dir, name, create=False)
     except SchedulerError as exc:
         raise RunNotFound(f"run {name!r} in {run_dir} has no study yet ({exc})") from None
     return RunState(name=name, run_dir=run_dir, conf=conf, trials=scheduler.trials(), attrs=scheduler.run_attrs(),

@@ -6,11 +6,15 @@ returns text, so the same functions serve a live run, a resumed one and a report
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from search.record.data import trial_row
+from search.record.format import MISSING, format_duration, format_number, one_line
 from eval.record import Status
+
+BLANK = ""  # a missing figure in results.tsv and the exit summary
 
 # The autoresearch columns first, then ours.
 RESULT_COLUMNS = (
@@ -20,37 +24,27 @@ RESULT_COLUMNS = (
 )
 
 
-def _num(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return f"{value:.{digits}f}"
-
-
-def _clean(text: Any) -> str:
-    return " ".join(str(text or "").split())
-
-
 def result_row(t: dict[str, Any]) -> dict[str, str]:
-    """One results.tsv row of a trial."""
-    mem = t.get("peak_mem_mb")
-    kept = t.get("kept")
+    """One results.tsv row of a trial: `trial_row`'s figures as text, '' where missing."""
+    row = trial_row(t)
+    mem, kept = row["peak_mem_mb"], row["kept"]
     return {
-        "commit": (t.get("commit") or "")[:7],
-        "val_bpb": _num(t.get("val_bpb"), 6),
-        "memory_gb": _num(mem / 1024 if mem is not None else None, 2),
-        "status": t.get("status") or t.get("state", "").lower(),
-        "description": _clean(t.get("description")),
-        "variant": t.get("variant") or "",
-        "operator": t.get("operator") or "",
-        "parents": ",".join(t.get("parent_names") or []),
-        "trial": str(t.get("number", "")),
+        "commit": row["commit"][:7],
+        "val_bpb": format_number(row["val_bpb"], 6, BLANK),
+        "memory_gb": format_number(mem / 1024 if mem is not None else None, 2, BLANK),
+        "status": row["status"] or t.get("state", "").lower(),
+        "description": row["description"],
+        "variant": row["variant"],
+        "operator": row["operator"],
+        "parents": row["parents"],
+        "trial": "" if row["trial"] is None else str(row["trial"]),
         "kept": "" if kept is None else ("keep" if kept else "discard"),
-        "test_bpb": _num(t.get("test_bpb"), 6),
-        "peak_mem_mb": _num(mem, 1),
-        "training_seconds": _num(t.get("training_seconds"), 1),
-        "total_seconds": _num(t.get("total_seconds"), 1),
-        "num_steps": str(t.get("num_steps") or ""),
-        "reason": _clean(t.get("reason"))[:300],
+        "test_bpb": format_number(row["test_bpb"], 6, BLANK),
+        "peak_mem_mb": format_number(mem, 1, BLANK),
+        "training_seconds": format_number(row["training_seconds"], 1, BLANK),
+        "total_seconds": format_number(row["total_seconds"], 1, BLANK),
+        "num_steps": str(row["num_steps"] or ""),
+        "reason": row["reason"],
     }
 
 
@@ -63,15 +57,6 @@ def results_tsv(trials: list[dict[str, Any]]) -> str:
         row = result_row(t)
         lines.append("\t".join(row[c].replace("\t", " ") for c in RESULT_COLUMNS))
     return "\n".join(lines) + "\n"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 @dataclass
@@ -93,8 +78,8 @@ class Progress:
     rejected: int = 0
 
     def line(self) -> str:
-        best = f"{self.best_bpb:.4f} ({self.best_name})" if self.best_bpb is not None else "-"
-        noise = f" ±{self.noise_floor:.4f}" if self.noise_floor else ""
+        best = f"{format_number(self.best_bpb)} ({self.best_name})" if self.best_bpb is not None else MISSING
+        noise = f" ±{format_number(self.noise_floor)}" if self.noise_floor else ""
         running = ",".join(self.running) or "-"
         return (f"[search] trials {self.trained}/{self.max_trials} | best {best}{noise} | front {self.front_size} | "
                 f"queue {self.waiting} | running {running} | refused {self.rejected} | "
@@ -124,21 +109,25 @@ class RunSummary:
     llm: dict[str, Any] = field(default_factory=dict)
 
     def text(self) -> str:
+        def num(value: float | None, digits: int) -> str:
+            return format_number(value, digits, BLANK)
+
         lines = [f"=== run {self.run} ==="]
         if self.best:
             b = self.best
-            lines.append(f"best: {b['variant']} val_bpb {_num(b.get('val_bpb'), 6)} (test {_num(b.get('test_bpb'), 6)}) "
-                         f"mem {_num(b.get('peak_mem_mb'), 1)} MB  commit {(b.get('commit') or '')[:12]}  "
-                         f"{_clean(b.get('description'))}")
+            lines.append(f"best: {b['variant']} val_bpb {num(b.get('val_bpb'), 6)} (test {num(b.get('test_bpb'), 6)}) "
+                         f"mem {num(b.get('peak_mem_mb'), 1)} MB  commit {(b.get('commit') or '')[:12]}  "
+                         f"{one_line(b.get('description'))}")
         else:
             lines.append("best: none yet (no trial ended ok)")
         if self.noise:
-            lines.append(f"noise floor: {_num(self.noise.get('floor'), 4)} (seed mean {_num(self.noise.get('mean'), 6)}, "
-                         f"std {_num(self.noise.get('std'), 4)}, n={self.noise.get('n')})")
+            n = self.noise
+            lines.append(f"noise floor: {num(n.get('floor'), 4)} (seed mean {num(n.get('mean'), 6)}, "
+                         f"std {num(n.get('std'), 4)}, n={n.get('n')})")
         lines.append(f"front ({len(self.front)}):")
         for f in self.front:
-            lines.append(f"  {f['variant']:>6}  val_bpb {_num(f.get('val_bpb'), 6)}  mem {_num(f.get('peak_mem_mb'), 1)} MB  "
-                         f"{_clean(f.get('description'))[:80]}")
+            lines.append(f"  {f['variant']:>6}  val_bpb {num(f.get('val_bpb'), 6)}  "
+                         f"mem {num(f.get('peak_mem_mb'), 1)} MB  {one_line(f.get('description'), 80)}")
         lines.append("trials by status: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items())))
         lines.append("trials by operator: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_operator.items())))
         share = 100 * self.device_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0

@@ -16,11 +16,14 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from search.record.data import FIGURES, PathStep, fmt, markdown_table, path_from_seed, pick_variant, seed_noise, signed
+from search.record.data import (
+    FIGURES, PATH_COLUMNS, PathStep, markdown_table, path_from_seed, pick_variant, seed_noise, step_row,
+)
+from search.record.format import MISSING, format_number
 from search import PROJECT_ROOT
 from search.record.runs import RunState
 from eval.record import Status
@@ -63,11 +66,11 @@ def export_variant(state: RunState, pick: str, out: Path) -> Export:
         (out / rel).write_text(text)
     harness_hash = _copy_harness(out / "eval")
     shutil.copy(TEMPLATE, out / "train_variant.py")
-    trial = dict(state.conf["trial"], seed=_trial_seed(v, state.conf["trial"]["seed"]))
+    trial = dict(asdict(state.conf.trial), seed=_trial_seed(v, state.conf.trial.seed))
     run_config = {"run": state.name, "variant": name, "editable": state.editable, "trial": trial,
-                  "data": _absolute_paths(state.conf["data"], [Path.cwd(), PROJECT_ROOT])}
+                  "data": _absolute_paths(asdict(state.conf.data), [Path.cwd(), PROJECT_ROOT])}
     (out / "run_config.json").write_text(json.dumps(run_config, indent=2) + "\n")
-    noise = seed_noise(variants, state.conf["search"]["noise_k"])
+    noise = seed_noise(variants, state.conf.search.noise_k)
     figures = {
         "run": state.name, "variant": name, "commit": v["commit"], "status": v["status"], "reason": v["reason"],
         "operator": v["operator"], "parents": v["parents"], "description": v["description"],
@@ -139,24 +142,17 @@ def _absolute_paths(data: dict[str, Any], bases: list[Path]) -> dict[str, Any]:
     return out
 
 
-def _step_row(s: PathStep) -> dict[str, Any]:
-    return {"variant": s.name, "operator": s.operator,
-            "parents": ", ".join(p for p in [s.parent, *s.other_parents] if p) or "-",
-            "val_bpb": fmt(s.val_bpb, 6), "delta val_bpb": signed(s.delta_bpb), "test_bpb": fmt(s.test_bpb, 6),
-            "peak_mem_mb": fmt(s.peak_mem_mb, 1), "delta mem MB": signed(s.delta_mem_mb, 1),
-            "commit": s.commit[:12], "description": s.description}
-
-
 def _lineage_md(run: str, name: str, steps: list[PathStep], figures: dict[str, Any]) -> str:
     noise = figures.get("noise")
-    rows = [_step_row(s) for s in steps]
+    rows = [step_row(s) for s in steps]
     lines = [f"# Lineage of {run}/{name}", "",
              f"The first-parent path from the seed ({steps[0].name}) to {name}: {len(steps) - 1} step(s). Each "
              "delta is against the step's first parent.", "",
-             markdown_table(rows, list(rows[0])), ""]
+             markdown_table(rows, PATH_COLUMNS), ""]
     if noise:
-        lines.append(f"Noise floor of the run: {noise['floor']:.4f} (seed val_bpb std {noise['std']:.4f} over "
-                     f"{noise['n']} runs); a delta smaller than that is not an improvement.")
+        lines.append(f"Noise floor of the run: {format_number(noise['floor'])} (seed val_bpb std "
+                     f"{format_number(noise['std'])} over {noise['n']} runs); a delta smaller than that is not an "
+                     "improvement.")
     else:
         lines.append("The run's noise floor was not measured (no seed repeat ended ok).")
     lines += ["", "Each step's description:", ""]
@@ -166,20 +162,22 @@ def _lineage_md(run: str, name: str, steps: list[PathStep], figures: dict[str, A
 
 def _readme(state: RunState, name: str, figures: dict[str, Any], files: dict[str, str], steps: int) -> str:
     noise = figures.get("noise")
-    noise_line = (f"{noise['floor']:.4f} (seed val_bpb std {noise['std']:.4f} over {noise['n']} runs)"
-                  if noise else "not measured")
+    noise_line = (f"{format_number(noise['floor'])} (seed val_bpb std {format_number(noise['std'])} over "
+                  f"{noise['n']} runs)" if noise else "not measured")
     score = [
         ("status", figures["status"] + (f" ({figures['reason']})" if figures.get("reason") else "")),
-        ("val_bpb", fmt(figures.get("val_bpb"), 6) + (f" (mean of {figures['runs']} runs)" if figures["runs"] > 1 else "")),
-        ("test_bpb (held out, never used to select)", fmt(figures.get("test_bpb"), 6)),
-        ("peak memory (MB)", fmt(figures.get("peak_mem_mb"), 1)),
-        ("training seconds / steps", f"{fmt(figures.get('training_seconds'), 1)} / {fmt(figures.get('num_steps'), 0)}"),
-        ("parameters (M)", fmt(figures.get("num_params_M"), 3)),
+        ("val_bpb", format_number(figures.get("val_bpb"), 6)
+         + (f" (mean of {figures['runs']} runs)" if figures["runs"] > 1 else "")),
+        ("test_bpb (held out, never used to select)", format_number(figures.get("test_bpb"), 6)),
+        ("peak memory (MB)", format_number(figures.get("peak_mem_mb"), 1)),
+        ("training seconds / steps",
+         f"{format_number(figures.get('training_seconds'), 1)} / {format_number(figures.get('num_steps'), 0)}"),
+        ("parameters (M)", format_number(figures.get("num_params_M"), 3)),
         ("trial preset / budget / seed", f"{figures['preset']} / {figures['budget_seconds']:g}s / {figures['seed']}"),
-        ("device(s)", ", ".join(figures["devices"]) or "-"),
+        ("device(s)", ", ".join(figures["devices"]) or MISSING),
         ("noise floor of the run", noise_line),
     ]
-    data = state.conf["data"]
+    data = asdict(state.conf.data)
     lines = [
         f"# {state.name}/{name}: {figures['description']}", "",
         f"A variant exported from the evoresearch run `{state.name}`: commit `{figures['commit']}` "

@@ -20,11 +20,11 @@ import pandas as pd
 
 from search.report import plots
 from search.record.data import (
-    TRIAL_COLUMNS, PathStep, fmt, front_names, live_trials, markdown_table, operator_stats, path_from_seed,
-    progress_points, run_facts, signed, status_by_operator, time_use, tree_layout, trial_rows,
+    TRIAL_COLUMNS, live_trials, markdown_table, operator_stats, path_from_seed, progress_points,
+    run_facts, status_by_operator, step_row, time_use, tree_layout, trial_rows,
 )
 from search.record.runs import RunState
-from search.record.summary import format_duration
+from search.record.format import MISSING, format_cell, format_duration, format_number, format_signed
 from eval.record import Status
 
 DIFF_MAX_CHARS = 60_000  # a diff longer than this is cut in the report (the lineage has it whole)
@@ -55,7 +55,7 @@ def write_lineage_report(state: RunState, out_dir: Path | None = None) -> Report
     out_dir = Path(out_dir or state.run_dir / "report")
     out_dir.mkdir(parents=True, exist_ok=True)
     trials, variants = state.trials, state.variants
-    noise_k = state.conf["search"]["noise_k"]
+    noise_k = state.conf.search.noise_k
     facts = run_facts(state.name, trials, state.population, noise_k)
     front = {v["name"] for v in facts.front}
     started = state.attrs.get("started_at")
@@ -113,14 +113,16 @@ def _summary_section(state: RunState, facts) -> _Section:
     ]
     if facts.best:
         b = facts.best
-        items.insert(1, ("best", f"{b['name']}: val_bpb {fmt(b.get('val_bpb'), 6)} (test {fmt(b.get('test_bpb'), 6)}), "
-                                 f"peak memory {fmt(b.get('peak_mem_mb'), 1)} MB: {b['description']}"))
+        items.insert(1, ("best", f"{b['name']}: val_bpb {format_number(b.get('val_bpb'), 6)} "
+                                 f"(test {format_number(b.get('test_bpb'), 6)}), "
+                                 f"peak memory {format_number(b.get('peak_mem_mb'), 1)} MB: {b['description']}"))
     else:
         items.insert(1, ("best", "none yet: no trial has ended ok"))
     if facts.noise:
         n = facts.noise
-        items.append(("noise floor", f"{fmt(n.floor, 4)} (seed val_bpb mean {fmt(n.mean, 6)}, std {fmt(n.std, 4)} "
-                                     f"over {n.n} runs; an improvement smaller than the floor is not called one)"))
+        items.append(("noise floor", f"{format_number(n.floor, 4)} (seed val_bpb mean {format_number(n.mean, 6)}, "
+                                     f"std {format_number(n.std, 4)} over {n.n} runs; an improvement smaller than "
+                                     "the floor is not called one)"))
     else:
         items.append(("noise floor", "not measured yet (no seed repeat has ended ok)"))
     body = "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items) + "</dl>"
@@ -141,10 +143,11 @@ def _image_section(title: str, *images: Path, text: str = "") -> _Section:
 
 
 def _pareto_section(image: Path, front: list[dict[str, Any]]) -> _Section:
-    rows = [{"variant": v["name"], "operator": v["operator"], "val_bpb": fmt(v.get("val_bpb"), 6),
-             "test_bpb": fmt(v.get("test_bpb"), 6),
-             "test - val": signed(v["test_bpb"] - v["val_bpb"]) if v.get("test_bpb") is not None else "-",
-             "peak_mem_mb": fmt(v.get("peak_mem_mb"), 1), "runs": len(v["runs"]), "description": v["description"]}
+    rows = [{"variant": v["name"], "operator": v["operator"], "val_bpb": format_number(v.get("val_bpb"), 6),
+             "test_bpb": format_number(v.get("test_bpb"), 6),
+             "test - val": format_signed(v["test_bpb"] - v["val_bpb"]) if v.get("test_bpb") is not None else MISSING,
+             "peak_mem_mb": format_number(v.get("peak_mem_mb"), 1), "runs": len(v["runs"]),
+             "description": v["description"]}
             for v in front]
     columns = ["variant", "operator", "val_bpb", "test_bpb", "test - val", "peak_mem_mb", "runs", "description"]
     text = ("Every ok trial at its peak memory and val_bpb; the front (no variant is better in both) is amber, "
@@ -166,7 +169,7 @@ def _paths_section(state: RunState, front: list[dict[str, Any]], variants: dict[
         steps = path_from_seed(variants, member["name"])
         body.append(f'<h3 id="path-{member["name"]}">{member["name"]}: {len(steps) - 1} step(s) from the seed</h3>')
         md.append(f"### {member['name']}: {len(steps) - 1} step(s) from the seed")
-        rows = [_step_row(s) for s in steps]
+        rows = [step_row(s) for s in steps]
         columns = ["variant", "operator", "description", "val_bpb", "delta val_bpb", "peak_mem_mb", "delta mem MB"]
         body.append(_html_table(rows, columns, "path"))
         md.append(markdown_table(rows, columns))
@@ -200,12 +203,6 @@ def _diff_html(diff: str) -> str:
     return "<pre>" + "\n".join(lines) + "</pre>"
 
 
-def _step_row(s: PathStep) -> dict[str, Any]:
-    return {"variant": s.name, "operator": s.operator, "description": s.description, "val_bpb": fmt(s.val_bpb, 6),
-            "delta val_bpb": signed(s.delta_bpb), "peak_mem_mb": fmt(s.peak_mem_mb, 1),
-            "delta mem MB": signed(s.delta_mem_mb, 1)}
-
-
 def _tables_section(state: RunState, variants: dict[str, dict[str, Any]]) -> _Section:
     trials = state.trials
     parts_html, parts_md = [], []
@@ -223,7 +220,7 @@ def _tables_section(state: RunState, variants: dict[str, dict[str, Any]]) -> _Se
 
     stats = operator_stats(trials, variants)
     op_rows = [{"operator": s.operator, "proposed": s.proposed, "refused": s.refused, "trained": s.trained,
-                "ok": s.ok, "success rate": f"{100 * s.success_rate:.0f}%" if s.success_rate is not None else "-",
+                "ok": s.ok, "success rate": f"{100 * s.success_rate:.0f}%" if s.success_rate is not None else MISSING,
                 "on front": s.on_front} for s in stats]
     cols = ["operator", "proposed", "refused", "trained", "ok", "success rate", "on front"]
     note = "Success rate: the share of an operator's candidates that trained and ended ok."
@@ -231,7 +228,7 @@ def _tables_section(state: RunState, variants: dict[str, dict[str, Any]]) -> _Se
     parts_md.append(f"### Operators\n\n{note}\n\n" + markdown_table(op_rows, cols))
 
     use = time_use(trials, state.attrs.get("started_at"), now=state.read_at)
-    share = f"{100 * use.device_share:.0f}%" if use.device_share is not None else "-"
+    share = f"{100 * use.device_share:.0f}%" if use.device_share is not None else MISSING
     llm = state.attrs.get("llm_usage") or {}
     noise = state.attrs.get("noise") or {}
     facts = [
@@ -242,11 +239,11 @@ def _tables_section(state: RunState, variants: dict[str, dict[str, Any]]) -> _Se
         ("LLM calls", f"{llm.get('calls', 0)} ({llm.get('failures', 0)} failed), {llm.get('seconds', 0.0):.0f}s waiting"
          if llm else "none (no LLM configured)"),
         ("LLM tokens", f"{llm.get('prompt_tokens', 0)} prompt + {llm.get('completion_tokens', 0)} completion"
-         if llm else "-"),
-        ("LLM cost", f"${llm.get('cost', 0.0):.4f}" if llm else "-"),
-        ("noise floor", f"{fmt(noise.get('floor'))} = max({state.conf['search']['noise_k']:g} x std "
-                        f"{fmt(noise.get('std'))}, minimum) over {noise.get('n')} seed runs, mean "
-                        f"{fmt(noise.get('mean'), 6)}" if noise else "not measured yet"),
+         if llm else MISSING),
+        ("LLM cost", f"${llm.get('cost', 0.0):.4f}" if llm else MISSING),
+        ("noise floor", f"{format_number(noise.get('floor'))} = max({state.conf.search.noise_k:g} x std "
+                        f"{format_number(noise.get('std'))}, minimum) over {noise.get('n')} seed runs, mean "
+                        f"{format_number(noise.get('mean'), 6)}" if noise else "not measured yet"),
     ]
     parts_html.append("<h3>Time, LLM and noise</h3><dl>" + "".join(
         f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>")
@@ -263,15 +260,15 @@ def _trials_html(rows: list[dict[str, Any]]) -> str:
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     if frame.empty:
         return "<p>No finished trial yet.</p>"
-    formats = {c: (lambda x: fmt(x, 6)) for c in ("val_bpb", "test_bpb")}
-    formats.update({c: (lambda x: fmt(x, 1)) for c in ("peak_mem_mb", "training_seconds")})
-    formats["num_steps"] = lambda x: "-" if x is None or pd.isna(x) else str(int(x))
-    return frame.to_html(index=False, escape=True, na_rep="-", formatters=formats, classes="trials", border=0)
+    formats = {c: (lambda x: format_cell(x, 6)) for c in ("val_bpb", "test_bpb")}
+    formats.update({c: (lambda x: format_cell(x, 1)) for c in ("peak_mem_mb", "training_seconds")})
+    formats["num_steps"] = lambda x: MISSING if x is None or pd.isna(x) else str(int(x))
+    return frame.to_html(index=False, escape=True, na_rep=MISSING, formatters=formats, classes="trials", border=0)
 
 
 def _html_table(rows: list[dict[str, Any]], columns: list[str], css: str) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
                    for r in rows)
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 

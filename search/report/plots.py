@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from search.record.data import ProgressPoint, TreeNode  # noqa: E402
+from search.record.format import MISSING, format_number, one_line  # noqa: E402
 from eval.record import Status
 
 DPI = 110
@@ -43,7 +44,7 @@ def _empty(path: Path, title: str, message: str) -> Path:
 
 
 def _short(text: str, width: int) -> str:
-    return textwrap.shorten(" ".join(str(text or "").split()), width=width, placeholder="...") or "-"
+    return one_line(text, width) or MISSING
 
 
 def progress_plot(points: list[ProgressPoint], path: Path, *, x: str = "trial", highlight_label: str = "kept",
@@ -79,7 +80,7 @@ def progress_plot(points: list[ProgressPoint], path: Path, *, x: str = "trial", 
     pad = max(0.02, 0.08 * (high - low))
     if noise is not None and noise[1] > 0:
         ax.axhspan(noise[0] - noise[1], noise[0] + noise[1], color=BEST, alpha=0.07, lw=0,
-                   label=f"seed mean ± noise floor ({noise[1]:.4f})")
+                   label=f"seed mean ± noise floor ({format_number(noise[1])})")
     grey = [p for p in scored if not p.highlighted]
     kept = [p for p in scored if p.highlighted]
     ax.scatter([xof(p) for p in grey], [p.val_bpb for p in grey], s=22, color=DISCARDED, alpha=0.7, zorder=2,
@@ -145,8 +146,8 @@ def pareto_plot(trial_points: list[tuple[float, float]], front: list[dict[str, A
             ax.scatter([v["peak_mem_mb"] for v in tested], [v["test_bpb"] for v in tested], s=60, facecolor="none",
                        edgecolor="#6b4c9a", lw=1.4, marker="D", zorder=5, label="the same variants' test_bpb")
         for i, v in enumerate(members):
-            test = f" / test {v['test_bpb']:.4f}" if v.get("test_bpb") is not None else ""
-            ax.annotate(f"{v['name']}: val {v['val_bpb']:.4f}{test}", (v["peak_mem_mb"], v["val_bpb"]),
+            test = f" / test {format_number(v['test_bpb'])}" if v.get("test_bpb") is not None else ""
+            ax.annotate(f"{v['name']}: val {format_number(v['val_bpb'])}{test}", (v["peak_mem_mb"], v["val_bpb"]),
                         xytext=(8, -14 - 10 * (i % 2)), textcoords="offset points", fontsize=8, zorder=6)
     ax.set_xlabel("peak memory (MB)")
     ax.set_ylabel("bits per byte (lower is better)")
@@ -189,7 +190,8 @@ def lineage_plot(nodes: dict[str, TreeNode], variants: dict[str, dict[str, Any]]
         status = v["status"]
         colour = FRONT if node.name in front else ("#cfe8d5" if status == Status.OK else (
             "#e6e6e6" if status is None else "#f6c9cf"))
-        figure = f"{v['val_bpb']:.4f}" if status == Status.OK and v.get("val_bpb") is not None else (status or "queued")
+        measured = status == Status.OK and v.get("val_bpb") is not None
+        figure = format_number(v["val_bpb"]) if measured else (status or "queued")
         if crowded:
             label = f"{node.name}\n{figure}"
         else:
@@ -234,7 +236,7 @@ def ablation_plot(rows: list[dict[str, Any]], floor: float | None, path: Path, t
         for i, row in enumerate(rows):
             delta, std, note = row[kind]
             if delta is None:
-                ax.text(i + offset, 0, _short(note, 22) or "-", rotation=90, ha="center", va="bottom", fontsize=7,
+                ax.text(i + offset, 0, _short(note, 22), rotation=90, ha="center", va="bottom", fontsize=7,
                         color="#777777")
                 continue
             ax.bar(i + offset, delta, width=width * 0.92, color=colour, edgecolor="black", lw=0.5, zorder=3,
@@ -242,7 +244,7 @@ def ablation_plot(rows: list[dict[str, Any]], floor: float | None, path: Path, t
             labelled = True
     if floor:
         ax.axhspan(-floor, floor, color="#888888", alpha=0.15, lw=0, zorder=1,
-                   label=f"within the noise floor (±{floor:.4f})")
+                   label=f"within the noise floor (±{format_number(floor)})")
     ax.axhline(0, color="black", lw=0.8, zorder=2)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([r["change"] + "\n" + "\n".join(textwrap.wrap(r["label"].split("#", 1)[0], 18)[:2])

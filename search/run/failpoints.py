@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+from search.config import UserError
 
 ENV = "EVORESEARCH_FAILPOINT"
 POINTS = ("baseline-queued", "proposed", "committed", "queued", "refusing", "training", "finishing", "finished",
@@ -40,7 +41,7 @@ def failpoint(name: str) -> None:
         return
     point, _, nth = wanted.partition(":")
     if point not in POINTS:
-        raise ValueError(f"{ENV}={wanted!r} names no failpoint; the points are: {', '.join(POINTS)}")
+        raise UserError(f"{ENV}={wanted!r} names no failpoint; the points are: {', '.join(POINTS)}")
     if point != name:
         return
     with _lock:

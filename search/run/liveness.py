@@ -4,15 +4,20 @@ A worker is named `<host>-<pid>-<slot>` when it takes a trial, and marks the tri
 `scheduler.heartbeat_seconds` while it trains. A RUNNING trial is dead when its worker was a process
 of this machine that no longer exists (known at once), or when nothing has marked it alive for
 `stale_after` seconds (a worker on another machine that died; the machines' clocks are assumed to
-agree to within seconds, as NTP keeps them).
+agree to within seconds, as NTP keeps them). `keep_alive` is the heartbeat thread; the study
+stores the beats (`Scheduler.heartbeat`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable, Iterator
+
+from search.config import SchedulerConfig, UserError
 
 
 def worker_name(slot: str) -> str:
@@ -70,18 +75,44 @@ def is_dead(row: dict[str, Any], now: float, stale_after: float) -> bool:
     return last is not None and now - last > stale_after
 
 
-def stale_after_seconds(scheduler_conf: dict[str, Any]) -> float:
+def stale_after_seconds(scheduler: SchedulerConfig) -> float:
     """`scheduler.stale_after_seconds`, or by default four missed heartbeats (at least a minute)."""
-    explicit = scheduler_conf.get("stale_after_seconds")
+    explicit = scheduler.stale_after_seconds
     if explicit is not None:
         if float(explicit) <= 0:
-            raise ValueError(f"scheduler.stale_after_seconds must be positive, got {explicit}")
+            raise UserError(f"scheduler.stale_after_seconds must be positive, got {explicit}")
         return float(explicit)
-    return max(4.0 * heartbeat_seconds(scheduler_conf), 60.0)
+    return max(4.0 * heartbeat_seconds(scheduler), 60.0)
 
 
-def heartbeat_seconds(scheduler_conf: dict[str, Any]) -> float:
-    every = float(scheduler_conf.get("heartbeat_seconds") or 30.0)
+def heartbeat_seconds(scheduler: SchedulerConfig) -> float:
+    """`scheduler.heartbeat_seconds`, checked."""
+    every = float(scheduler.heartbeat_seconds)
     if every <= 0:
-        raise ValueError(f"scheduler.heartbeat_seconds must be positive, got {every}")
+        raise UserError(f"scheduler.heartbeat_seconds must be positive, got {every}")
     return every
+
+
+@contextmanager
+def keep_alive(beat: Callable[[], bool], every: float, on_error: Callable[[Exception], None],
+               name: str = "heartbeat") -> Iterator[None]:
+    """Call `beat()` every `every` seconds in a thread while the block runs (a worker marking its
+    trial alive); a beat that returns False ends the beats (the trial is finished), one that
+    raises is reported to `on_error` and tried again at the next beat."""
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(every):
+            try:
+                if not beat():
+                    return
+            except Exception as exc:  # a missed beat is retried; the trial goes on
+                on_error(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)

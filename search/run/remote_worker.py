@@ -15,31 +15,32 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from search import PROJECT_ROOT
-from search.lineage.repo import Lineage
+from search.config import Config, UserError, config_dict, load_config
 from search.run.liveness import worker_process
-from search.run.loop import SearchRun
+from search.run.loop import build_workers, open_store
 from search.run.sandbox import resolve_sandbox
 from search.run.scheduler import Scheduler, SchedulerError
+from search.run.store import RunStore
+from search.run.workers import worker_envs
 
 
-class WorkerError(ValueError):
+class WorkerError(UserError):
     """The worker cannot join the run; the message says what to do."""
 
 
-def producer_config(conf: dict[str, Any], run_dir: Path, data_overridden: bool) -> dict[str, Any]:
+def producer_config(conf: Config, run_dir: Path, data_overridden: bool) -> Config:
     """The settings a worker trains with: the producer's, with this machine's storage, lineage,
     scheduler and run sections (and data, when this command overrides it).
 
     Raises:
         WorkerError: if the run's study does not exist, or holds no producer settings.
     """
-    name = conf["run"]["name"]
+    name = conf.run.name
     try:
-        probe = Scheduler(conf["storage"]["url"], run_dir, name, create=False)
+        probe = Scheduler(conf.storage.url, run_dir, name, create=False)
     except SchedulerError as exc:
         raise WorkerError(f"{exc}: start the run first (`python -m search run run.name={name} "
                           "storage.url=...`) and give its workers the same run.name and storage.url") from None
@@ -47,41 +48,52 @@ def producer_config(conf: dict[str, Any], run_dir: Path, data_overridden: bool) 
     if not isinstance(stored, dict):
         raise WorkerError(f"run {name} in {probe.url} holds no producer settings: start (or resume) it with "
                           "`python -m search run` of this version first")
-    merged = dict(stored, run=conf["run"], storage=conf["storage"], lineage=conf["lineage"],
-                  scheduler=conf["scheduler"])
+    mine = config_dict(conf)
+    merged = dict(stored, run=mine["run"], storage=mine["storage"], lineage=mine["lineage"],
+                  scheduler=mine["scheduler"])
     if data_overridden:
-        merged["data"] = conf["data"]
-    return merged
+        merged["data"] = mine["data"]
+    return load_config(merged)
 
 
-def worker_command(conf: dict[str, Any], run_dir: Path, data_overridden: bool = False) -> int:
+def worker_command(conf: Config, run_dir: Path, data_overridden: bool = False) -> int:
     """Join the run named by `conf` and train until it is over; returns the trials trained here."""
     from eval.data.prepare import prepare_data
 
     merged = producer_config(conf, run_dir, data_overridden)
-    resolve_sandbox(merged["trial"].get("sandbox") or "auto")  # this machine's bubblewrap, checked before any trial
-    name = merged["run"]["name"]
+    resolve_sandbox(merged.trial.sandbox)  # this machine's bubblewrap, checked before any trial
+    envs = worker_envs(merged.scheduler.workers) or [{}]
+    name = merged.run.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    search = SearchRun(merged, run_dir)
-    scheduler = Scheduler(merged["storage"]["url"], run_dir, name)  # exists: opened with write-safe settings
-    repo = merged["lineage"]["repo"] or str(PROJECT_ROOT)
-    lineage = Lineage(Path(repo), name, merged["editable"], merged["lineage"].get("remote"))
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    store = open_store(merged, run_dir)  # the study exists: opened with write-safe settings
     try:
-        prepared = prepare_data(merged["data"], merged["trial"]["vocab_size"], log=search.say)
-        prepared.check_evaluation(merged["trial"])
-        search.attach_worker(prepared, lineage, scheduler)
-        before = _trained_by_me(scheduler)
-        search.say(f"[worker] run {name}: training its queued trials from {scheduler.url}"
-                   f" ({merged['trial']['name']} preset, {len(search.worker_envs()) or 1} worker(s) here,"
-                   f" lineage {lineage.root}{', remote ' + lineage.remote if lineage.remote else ''})")
-        search.work_until_done()
-        trained = _trained_by_me(scheduler) - before
-        search.say(f"[worker] run {name} is over: {trained} trial(s) trained here; results: {run_dir / 'results.tsv'}")
+        prepared = prepare_data(asdict(merged.data), merged.trial.vocab_size, log=say)
+        prepared.check_evaluation(asdict(merged.trial))
+        workers = build_workers(merged, store, prepared.spec(), say,
+                                production_over=lambda: store.run_attrs().get("production") == "done")
+        before = _trained_by_me(store)
+        lineage = store.lineage
+        say(f"[worker] run {name}: training its queued trials from {store.scheduler.url}"
+            f" ({merged.trial.name} preset, {len(envs)} worker(s) here,"
+            f" lineage {lineage.root}{', remote ' + lineage.remote if lineage.remote else ''})")
+        try:
+            workers.work_in_threads(envs)
+        finally:
+            workers.stop.set()
+            store.write_results_if_possible(say)
+        if workers.fatal is not None:
+            raise workers.fatal
+        trained = _trained_by_me(store) - before
+        say(f"[worker] run {name} is over: {trained} trial(s) trained here; results: {run_dir / 'results.tsv'}")
         return trained
     finally:
-        lineage.close()
+        store.close()
 
 
-def _trained_by_me(scheduler: Scheduler) -> int:
+def _trained_by_me(store: RunStore) -> int:
     me = (socket.gethostname(), os.getpid())
-    return sum(1 for t in scheduler.trials() if t.get("trained") and worker_process(t.get("worker")) == me)
+    return sum(1 for t in store.trials() if t.get("trained") and worker_process(t.get("worker")) == me)

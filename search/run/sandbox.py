@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+from search.config import UserError
 
 MODES = ("auto", "bwrap", "none")
 SANDBOX_TMP = "/tmp"  # the private tmpfs inside the sandbox
@@ -113,7 +114,7 @@ def resolve_sandbox(setting: str, *, which=shutil.which, probe=None) -> Sandbox:
         SandboxError: for `bwrap` when bubblewrap is missing or does not work here.
     """
     if setting not in MODES:
-        raise ValueError(f"trial.sandbox={setting!r} is not one of {', '.join(MODES)}")
+        raise UserError(f"trial.sandbox={setting!r} is not one of {', '.join(MODES)}")
     if setting == "none":
         return Sandbox("none")
     path = which("bwrap")

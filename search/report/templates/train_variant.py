@@ -32,7 +32,7 @@ def hard_limit(trial: dict) -> float:
 
 def main() -> int:
     sys.path.insert(0, str(HERE))  # this directory's eval/, whatever the working directory
-    from eval.data.download import DataError
+    from eval.data import DataError
     from eval.data.prepare import prepare_data
 
     conf = json.loads((HERE / "run_config.json").read_text())

@@ -1,4 +1,4 @@
-"""The queue of trials, kept in an Optuna study: the only module that imports optuna.
+"""The queue of trials, kept in an Optuna study.
 
 One multi-objective study per search run (minimise `val_bpb`, minimise `peak_mem_mb`) is the
 system of record. A producer enqueues each candidate as a WAITING trial whose user attributes
@@ -6,10 +6,8 @@ describe it (commit, parents, operator, ...); a worker takes the oldest waiting 
 reports back, which finishes the trial as COMPLETE (`ok`), PRUNED (`stopped`) or FAIL (`crash`,
 `timeout`, `diverged`, `rejected`). `study.best_trials` is then the Pareto front.
 
-Storages: SQLite (the default), `journal:<path>` (Optuna's JournalFileBackend: several processes
-on one machine) or any Optuna RDB URL (PostgreSQL, MySQL: several machines). SQLite transactions
-are made to take the database lock when they begin, so that two processes cannot pop the same
-waiting trial (SQLite has no SELECT ... FOR UPDATE); it stays the slowest choice for many workers.
+Storages (`search.run.scheduler.storage`): SQLite, an Optuna journal file or any Optuna RDB;
+SQLite stays the slowest choice for many workers.
 
 Two things Optuna does not do for us with ask/tell, done here:
 
@@ -34,29 +32,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
-import sqlalchemy
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from eval.record import STATUSES, Status
+from search.run.scheduler.storage import SchedulerError, load_existing, open_storage, storage_url
 
 METRIC_NAMES = ["val_bpb", "peak_mem_mb"]
 REQUIRED_ATTRS = ("commit", "parents", "operator", "description", "content_hash", "variant")
 REASON_MAX_CHARS = 2000
-JOURNAL_PREFIX = "journal:"
 
 # Written by this module; a candidate or a trial's extra figures may not use them.
 _CANDIDATE_KEYS = "candidate_keys"  # the names of the candidate's own attributes, for re-queueing
 _RUNTIME_ATTRS = ("worker", "started_at", "heartbeat", "status", "finished_at")
 _ROW_KEYS = ("number", "state", "values", "datetime_start", "datetime_complete")
 _RESERVED = frozenset((_CANDIDATE_KEYS, "requeued_from", *_RUNTIME_ATTRS, *_ROW_KEYS))
-
-
-class SchedulerError(Exception):
-    """The study cannot do what was asked; the message names the trial or study."""
 
 
 @dataclass
@@ -66,82 +58,6 @@ class TakenTrial:
     number: int
     attrs: dict[str, Any]
     trial: optuna.Trial
-
-
-def storage_url(url: str | None, run_dir: Path) -> str:
-    """The storage a run's study lives in, as a URL.
-
-    Args:
-        url: None for the default SQLite file in the run directory; `journal:<path>` for an Optuna
-            journal file (a relative path is taken inside `run_dir`); any other Optuna RDB URL
-            (`sqlite:///...`, `postgresql://...`, `mysql://...`) is passed through.
-        run_dir: the run's directory (outputs/<run>/).
-
-    Returns:
-        `sqlite:///<run_dir>/study.db`, `journal:<absolute path>`, or `url` itself.
-
-    Raises:
-        ValueError: if `url` is neither a journal marker with a path nor a database URL.
-    """
-    if url is None:
-        return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
-    if url.startswith(JOURNAL_PREFIX):
-        path = url[len(JOURNAL_PREFIX):]
-        if not path:
-            raise ValueError(f"storage {url!r} names no journal file; write journal:<path>")
-        return JOURNAL_PREFIX + str((Path(run_dir) / path).resolve())
-    if "://" not in url:
-        raise ValueError(f"storage {url!r} is not understood; give null (SQLite in the run "
-                         "directory), journal:<path>, or a database URL such as "
-                         "postgresql://user@host/db")
-    return url
-
-
-def _open_storage(url: str) -> BaseStorage:
-    if url.startswith(JOURNAL_PREFIX):
-        path = Path(url[len(JOURNAL_PREFIX):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if not url.startswith("sqlite:///"):
-        return RDBStorage(url)
-    Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    storage = RDBStorage(url)
-    _serialise_sqlite(storage.engine)
-    return storage
-
-
-def _load_existing(url: str, study_name: str) -> tuple[BaseStorage, optuna.Study]:
-    """Open a study that must already exist, creating no file, table or study."""
-    where = url[len("sqlite:///"):] if url.startswith("sqlite:///") else \
-        url[len(JOURNAL_PREFIX):] if url.startswith(JOURNAL_PREFIX) else None
-    if where is not None and not Path(where).is_file():
-        raise SchedulerError(f"there is no study at {where}")
-    # Plain connections (no BEGIN IMMEDIATE): a reader must not hold up a running search's writes.
-    storage = RDBStorage(url) if url.startswith("sqlite:///") else _open_storage(url)
-    try:
-        return storage, optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        raise SchedulerError(f"{url} holds no study named {study_name!r}") from None
-
-
-def _serialise_sqlite(engine: Any) -> None:
-    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
-
-    Optuna pops a waiting trial by reading its state and then updating it in one transaction,
-    which relies on SELECT ... FOR UPDATE; SQLite ignores that, so two processes could both pop
-    the same trial. Taking the lock at BEGIN serialises them. (SQLAlchemy's recipe for pysqlite:
-    the driver's own transaction handling off, BEGIN emitted by SQLAlchemy.)
-    """
-    engine.dispose()  # connections opened while Optuna set the schema up lack the hooks
-
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    sqlalchemy.event.listen(engine, "connect", on_connect)
-    sqlalchemy.event.listen(engine, "begin", on_begin)
 
 
 def _finite(value: Any) -> Any:
@@ -194,10 +110,10 @@ class Scheduler:
         self.study_name = study_name
         self._clock = clock
         if not create:
-            self._storage, self.study = _load_existing(self.url, study_name)
+            self._storage, self.study = load_existing(self.url, study_name)
             self._study_id = self._storage.get_study_id_from_name(study_name)
             return
-        self._storage = _open_storage(self.url)
+        self._storage = open_storage(self.url)
         self.study: optuna.Study = optuna.create_study(
             storage=self._storage, study_name=study_name,
             directions=["minimize", "minimize"], load_if_exists=True)
@@ -413,21 +329,6 @@ class Scheduler:
         and its user attributes."""
         return [_row(t) for t in self._frozen(None)]
 
-    def best(self) -> list[dict[str, Any]]:
-        """The Pareto front (`study.best_trials`) as rows like `trials()`, by trial number."""
-        return [_row(t) for t in sorted(self.study.best_trials, key=lambda t: t.number)]
-
-    def done_hashes(self) -> set[str]:
-        """Content hashes that must not be enqueued again: those of every trial waiting, running
-        or finished, except trials failed only to be re-queued."""
-        hashes = set()
-        for frozen in self._frozen(None):
-            if frozen.state == TrialState.FAIL and frozen.user_attrs.get("status") == Status.REQUEUED:
-                continue
-            if "content_hash" in frozen.user_attrs:
-                hashes.add(frozen.user_attrs["content_hash"])
-        return hashes
-
     def set_run_attr(self, key: str, value: Any) -> None:
         """Record a run-level fact (noise floor, base commit, config) on the study.
 
@@ -468,63 +369,3 @@ def _row(frozen: FrozenTrial) -> dict[str, Any]:
     }
     row.update((k, v) for k, v in frozen.user_attrs.items() if k != _CANDIDATE_KEYS)
     return row
-
-
-class Tuner:
-    """Optuna's TPE sampler over the numeric constants of training scripts (the `tune` operator).
-
-    A single-objective study `<run>-tune` in the run's storage: each suggestion is an asked trial,
-    told the val_bpb of the child it became (or FAIL), so later suggestions learn from earlier ones
-    and a resumed run goes on from the same history.
-    """
-
-    SAMPLERS = ("tpe", "random")
-
-    def __init__(self, scheduler: Scheduler, seed: int = 0, sampler: str = "tpe", startup_trials: int = 5) -> None:
-        """Args:
-            sampler: `tpe` (learns from the values told) or `random` (independent uniform draws,
-                the baseline a learning search must beat).
-            startup_trials: `tpe` draws at random (as `random` with the same seed would) until this
-                many suggestions have been told a value. Optuna's default, 10, is a long time
-                when each value costs a five-minute training run.
-
-        Raises:
-            ValueError: naming an unknown sampler or a startup count below 1.
-        """
-        if sampler not in self.SAMPLERS:
-            raise ValueError(f"search.tune_sampler={sampler!r} is not one of {', '.join(self.SAMPLERS)}")
-        if int(startup_trials) < 1:
-            raise ValueError(f"search.tune_startup_trials={startup_trials!r} must be at least 1")
-        chosen = optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(startup_trials)) if sampler == "tpe" \
-            else optuna.samplers.RandomSampler(seed=seed)
-        self.study = optuna.create_study(
-            storage=scheduler._storage, study_name=f"{scheduler.study_name}-tune", direction="minimize",
-            sampler=chosen, load_if_exists=True)
-
-    def suggest(self, ranges: dict[str, Any]) -> tuple[int, dict[str, float]]:
-        """Values for the named constants: `ranges` maps NAME -> [low, high] or [low, high, log].
-
-        Raises:
-            ValueError: naming a range that is not [low < high] (with low > 0 when log).
-        """
-        parsed = {}
-        for name, spec in sorted(ranges.items()):
-            if not isinstance(spec, (list, tuple)) or len(spec) not in (2, 3):
-                raise ValueError(f"search.tune_ranges.{name} must be [low, high] or [low, high, log], got {spec!r}")
-            low, high, log = float(spec[0]), float(spec[1]), bool(spec[2]) if len(spec) == 3 else False
-            if not low < high or (log and low <= 0):
-                raise ValueError(f"search.tune_ranges.{name} = {spec!r} needs low < high (and low > 0 for log)")
-            parsed[name] = (low, high, log)
-        trial = self.study.ask()
-        values = {name: trial.suggest_float(name, low, high, log=log) for name, (low, high, log) in parsed.items()}
-        return trial.number, values
-
-    def report(self, number: int, val_bpb: float | None) -> None:
-        """Tell the tuning study how the suggestion scored (None: it failed or was refused)."""
-        try:
-            if val_bpb is not None and math.isfinite(val_bpb):
-                self.study.tell(number, val_bpb)
-            else:
-                self.study.tell(number, state=TrialState.FAIL)
-        except (UpdateFinishedTrialError, ValueError):
-            pass  # told already (a resumed run reporting again)
