@@ -206,9 +206,9 @@ def test_tag_and_tags_round_trip(repo, lineage):
     a = child(lineage, base, train=TRAIN + "# a\n")
     seed_figures = {"val_bpb": 1.2345678901234567, "peak_mem_mb": 512.5, "test_bpb": None, "status": "ok"}
     crash_figures = {"val_bpb": None, "status": "crash", "log": "line 1\nline 2\n# not a comment"}
-    assert lineage.tag(base, 0, seed_figures) == "search/run1/v0000"
-    assert lineage.tag(a, 12, crash_figures) == "search/run1/v0012"
-    assert lineage.tags() == {0: (base, seed_figures), 12: (a, crash_figures)}
+    assert lineage.refs.tag(base, 0, seed_figures) == "search/run1/v0000"
+    assert lineage.refs.tag(a, 12, crash_figures) == "search/run1/v0012"
+    assert lineage.refs.tags() == {0: (base, seed_figures), 12: (a, crash_figures)}
     message = git_(repo, "for-each-ref", "--format=%(contents)", "refs/tags/search/run1/v0012")
     assert message.strip() == json.dumps(crash_figures, sort_keys=True)
     assert git_(repo, "cat-file", "-t", "search/run1/v0000").strip() == "tag"
@@ -217,37 +217,37 @@ def test_tag_and_tags_round_trip(repo, lineage):
 def test_tags_belong_to_their_run(repo, lineage):
     base = lineage.base_commit()
     with Lineage(repo, "run10", EDITABLE) as other:
-        other.tag(base, 1, {"val_bpb": 2.0})
-        lineage.tag(base, 1, {"val_bpb": 1.0})
-        assert other.tags() == {1: (base, {"val_bpb": 2.0})}
-    assert lineage.tags() == {1: (base, {"val_bpb": 1.0})}
+        other.refs.tag(base, 1, {"val_bpb": 2.0})
+        lineage.refs.tag(base, 1, {"val_bpb": 1.0})
+        assert other.refs.tags() == {1: (base, {"val_bpb": 2.0})}
+    assert lineage.refs.tags() == {1: (base, {"val_bpb": 1.0})}
 
 
 def test_tag_rewrite_on_the_same_commit_updates_the_figures(lineage):
     base = lineage.base_commit()
-    lineage.tag(base, 3, {"status": "running"})
-    lineage.tag(base, 3, {"status": "ok", "val_bpb": 1.5})
-    assert lineage.tags() == {3: (base, {"status": "ok", "val_bpb": 1.5})}
+    lineage.refs.tag(base, 3, {"status": "running"})
+    lineage.refs.tag(base, 3, {"status": "ok", "val_bpb": 1.5})
+    assert lineage.refs.tags() == {3: (base, {"status": "ok", "val_bpb": 1.5})}
 
 
 def test_tag_on_another_commit_is_an_error(lineage):
     base = lineage.base_commit()
     a = child(lineage, base, train=TRAIN + "# a\n")
-    lineage.tag(base, 1, {"val_bpb": 1.0})
+    lineage.refs.tag(base, 1, {"val_bpb": 1.0})
     with pytest.raises(LineageError, match="search/run1/v0001 already names commit"):
-        lineage.tag(a, 1, {"val_bpb": 0.9})
-    assert lineage.tags() == {1: (base, {"val_bpb": 1.0})}
+        lineage.refs.tag(a, 1, {"val_bpb": 0.9})
+    assert lineage.refs.tags() == {1: (base, {"val_bpb": 1.0})}
 
 
 def test_tag_refuses_figures_that_are_not_json(lineage):
     with pytest.raises(LineageError, match="JSON"):
-        lineage.tag(lineage.base_commit(), 1, {"val_bpb": object()})
+        lineage.refs.tag(lineage.base_commit(), 1, {"val_bpb": object()})
 
 
 def test_tags_rejects_a_foreign_tag_under_the_run(repo, lineage):
     git_(repo, "tag", "search/run1/latest")
     with pytest.raises(LineageError, match="search/run1/latest"):
-        lineage.tags()
+        lineage.refs.tags()
     git_(repo, "tag", "-d", "search/run1/latest")
 
 
@@ -347,49 +347,49 @@ def test_push_and_fetch_through_a_bare_remote(repo, lineage, tmp_path):
     a = child(lineage, base, train=TRAIN + "# a\n")
     m = lineage.commit_variant(lineage.read_files(a), [a, base], "merge")
     with Lineage(repo, "run1", EDITABLE, remote=url) as pusher:
-        pusher.tag(base, 0, {"val_bpb": 1.5})
-        pusher.tag(m, 1, {"val_bpb": 1.25, "test_bpb": None})
-        pusher.push()
+        pusher.refs.tag(base, 0, {"val_bpb": 1.5})
+        pusher.refs.tag(m, 1, {"val_bpb": 1.25, "test_bpb": None})
+        pusher.refs.push()
     assert git_(bare, "for-each-ref", "--format=%(refname)", "refs/tags").split() == \
         ["refs/tags/search/run1/v0000", "refs/tags/search/run1/v0001"]
 
     git_(other, "remote", "add", "shared", url)
     with Lineage(other, "run1", EDITABLE, remote="shared") as reader:
-        assert reader.tags() == {}
-        reader.fetch([m, a])
-        assert reader.tags() == {0: (base, {"val_bpb": 1.5}), 1: (m, {"val_bpb": 1.25, "test_bpb": None})}
+        assert reader.refs.tags() == {}
+        reader.refs.fetch([m, a])
+        assert reader.refs.tags() == {0: (base, {"val_bpb": 1.5}), 1: (m, {"val_bpb": 1.25, "test_bpb": None})}
         assert reader.read_files(m)["train/train.py"] == TRAIN + "# a\n"
         assert reader.merge_base(m, base) == base
 
         # a resumed run rewrites figures on the same commit: the push updates the remote tag
-        lineage.tag(m, 1, {"val_bpb": 1.2})
+        lineage.refs.tag(m, 1, {"val_bpb": 1.2})
         with Lineage(repo, "run1", EDITABLE, remote=url) as pusher:
-            pusher.push()
-        reader.fetch([])
-        assert reader.tags()[1] == (m, {"val_bpb": 1.2})
+            pusher.refs.push()
+        reader.refs.fetch([])
+        assert reader.refs.tags()[1] == (m, {"val_bpb": 1.2})
 
 
 def test_fetch_names_commits_the_remote_lacks(repo, lineage, tmp_path):
     bare = tmp_path / "shared.git"
     git_(tmp_path, "init", "-q", "--bare", str(bare))
     with Lineage(repo, "run1", EDITABLE, remote=bare.as_uri()) as lin:
-        lin.tag(lin.base_commit(), 0, {})
-        lin.push()
+        lin.refs.tag(lin.base_commit(), 0, {})
+        lin.refs.push()
         with pytest.raises(LineageError, match="1234567890ab"):
-            lin.fetch(["1234567890ab" + "0" * 28])
+            lin.refs.fetch(["1234567890ab" + "0" * 28])
 
 
 def test_push_to_a_missing_remote_reports_git(repo, tmp_path):
     with Lineage(repo, "run1", EDITABLE, remote=str(tmp_path / "nowhere.git")) as lin:
-        lin.tag(lin.base_commit(), 0, {})
+        lin.refs.tag(lin.base_commit(), 0, {})
         with pytest.raises(LineageError, match="nowhere.git"):
-            lin.push()
+            lin.refs.push()
         with pytest.raises(LineageError, match="nowhere.git"):
-            lin.fetch([])
+            lin.refs.fetch([])
 
 
 def test_push_and_fetch_without_a_remote_do_nothing(repo, lineage):
-    lineage.tag(lineage.base_commit(), 0, {})
+    lineage.refs.tag(lineage.base_commit(), 0, {})
 
     def state() -> dict:
         return {"refs": git_(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
@@ -397,8 +397,8 @@ def test_push_and_fetch_without_a_remote_do_nothing(repo, lineage):
                 "fetched": (repo / ".git" / "FETCH_HEAD").exists()}
 
     before = state()
-    lineage.push()
-    lineage.fetch([lineage.base_commit()])
+    lineage.refs.push()
+    lineage.refs.fetch([lineage.base_commit()])
     assert state() == before
     assert before["remotes"] == "" and "refs/tags/search/run1/v0000" in before["refs"] and not before["fetched"]
 
@@ -408,7 +408,7 @@ def test_push_and_fetch_without_a_remote_do_nothing(repo, lineage):
 
 def test_materialize_commit_writes_a_variants_files(repo, lineage, tmp_path):
     a = child(lineage, lineage.base_commit(), gpt=GPT + "# m\n")
-    lineage.tag(a, 7, {"val_bpb": 1.0})
+    lineage.refs.tag(a, 7, {"val_bpb": 1.0})
     dest = materialize_commit(repo, "search/run1/v0007", EDITABLE, tmp_path / "variant")
     assert (dest / "model" / "gpt.py").read_text() == GPT + "# m\n"
     assert (dest / "train" / "train.py").read_text() == TRAIN
@@ -422,8 +422,8 @@ def test_signing_config_does_not_block_unattended_commits_and_tags(repo):
     git_(repo, "config", "gpg.program", "false")
     with Lineage(repo, "run1", EDITABLE) as lin:
         sha = child(lin, lin.base_commit(), train=TRAIN + "# unsigned\n")
-        lin.tag(sha, 1, {"val_bpb": 1.0})
-        assert lin.tags() == {1: (sha, {"val_bpb": 1.0})}
+        lin.refs.tag(sha, 1, {"val_bpb": 1.0})
+        assert lin.refs.tags() == {1: (sha, {"val_bpb": 1.0})}
 
 
 def test_one_lineage_shared_by_threads(lineage):
@@ -433,12 +433,12 @@ def test_one_lineage_shared_by_threads(lineage):
 
     def make(number: int) -> str:
         sha = child(lineage, base, train=TRAIN + f"# variant {number}\n")
-        lineage.tag(sha, number, {"n": number})
+        lineage.refs.tag(sha, number, {"n": number})
         return sha
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         shas = list(pool.map(make, range(1, 13)))
-    assert lineage.tags() == {n: (sha, {"n": n}) for n, sha in zip(range(1, 13), shas)}
+    assert lineage.refs.tags() == {n: (sha, {"n": n}) for n, sha in zip(range(1, 13), shas)}
 
 
 def test_push_rejected_by_the_remote_carries_its_message(repo, tmp_path):
@@ -448,9 +448,9 @@ def test_push_rejected_by_the_remote_carries_its_message(repo, tmp_path):
     hook.write_text("#!/bin/sh\necho 'tags are frozen on this server' >&2\nexit 1\n")
     hook.chmod(0o755)
     with Lineage(repo, "run1", EDITABLE, remote=bare.as_uri()) as lin:
-        lin.tag(lin.base_commit(), 0, {})
+        lin.refs.tag(lin.base_commit(), 0, {})
         with pytest.raises(LineageError, match="tags are frozen on this server"):
-            lin.push()
+            lin.refs.push()
 
 
 def test_a_queued_candidate_reaches_another_machine_before_it_has_a_tag(repo, lineage, tmp_path):
@@ -461,17 +461,17 @@ def test_a_queued_candidate_reaches_another_machine_before_it_has_a_tag(repo, li
     base = lineage.base_commit()
     a = child(lineage, base, train=TRAIN + "# queued\n")
     with Lineage(repo, "run1", EDITABLE, remote=str(bare)) as producer:
-        producer.mark_candidate(a, 7)
-        producer.tag(base, 0, {"val_bpb": 1.5})
-        producer.push([producer.tag_ref(0)])  # only the ref named
+        producer.refs.mark_candidate(a, 7)
+        producer.refs.tag(base, 0, {"val_bpb": 1.5})
+        producer.refs.push([producer.refs.tag_ref(0)])  # only the ref named
     assert git_(bare, "for-each-ref", "--format=%(refname) %(objectname)", "refs/search-candidates").split() == \
         ["refs/search-candidates/run1/v0007", a]
     assert git_(bare, "for-each-ref", "--format=%(refname)", "refs/tags").split() == ["refs/tags/search/run1/v0000"]
     with Lineage(other, "run1", EDITABLE, remote=str(bare)) as worker:
-        worker.fetch([a])
+        worker.refs.fetch([a])
         assert worker.read_files(a)["train/train.py"] == TRAIN + "# queued\n"
-        assert worker.tags() == {0: (base, {"val_bpb": 1.5})}  # a candidate ref is not a variant tag
+        assert worker.refs.tags() == {0: (base, {"val_bpb": 1.5})}  # a candidate ref is not a variant tag
     # Without a remote the ref is still made: git gc keeps a commit that waits in the queue.
     b = child(lineage, base, train=TRAIN + "# local\n")
-    lineage.mark_candidate(b, 8)
+    lineage.refs.mark_candidate(b, 8)
     assert git_(repo, "rev-parse", "refs/search-candidates/run1/v0008").strip() == b

@@ -218,7 +218,7 @@ def test_the_seed_trains_without_preflight_and_a_child_gets_one_then_its_verdict
     floor = store.run_attrs()["noise"]["floor"]
     assert floor < 3.01 - 2.95 and rows["v0001"]["kept"] is True  # beyond the floor of the seed's mean
     assert floor > 2.95 - 2.94 and rows["v0002"]["kept"] is False  # better than v0001, within the floor
-    assert 1 in store.lineage.tags() and 2 in store.lineage.tags()
+    assert 1 in store.lineage.refs.tags() and 2 in store.lineage.refs.tags()
 
 
 def test_a_failed_preflight_is_the_trials_result_and_nothing_else_runs(store):

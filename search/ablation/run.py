@@ -209,7 +209,7 @@ class _Queue:
         with self.store.lineage_lock:
             commit = self.store.lineage.commit_variant(cand.files, [p["commit"]],
                                                        commit_message(name, description, OPERATOR, [parent]))
-            self.store.lineage.mark_candidate(commit, variant_number(name))
+            self.store.lineage.refs.mark_candidate(commit, variant_number(name))
         attrs = CandidateAttrs(variant=name, commit=commit, parents=[p["commit"]], parent_names=[parent],
                                description=description, content_hash=digest, generation=p["generation"] + 1,
                                operator=OPERATOR)

@@ -163,7 +163,7 @@ class SearchRun:
         store.set_run_attr("production", "open")
         base_commit = store.run_attrs()["base_commit"]
         with store.lineage_lock:
-            store.lineage.mark_candidate(base_commit, 0)  # workers elsewhere fetch the seed through it
+            store.lineage.refs.mark_candidate(base_commit, 0)  # workers elsewhere fetch the seed through it
         if llm is not None:
             if attrs.get("llm_usage") and hasattr(llm, "restore"):
                 llm.restore(attrs["llm_usage"])

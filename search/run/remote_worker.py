@@ -79,7 +79,7 @@ def worker_command(conf: Config, run_dir: Path, data_overridden: bool = False) -
         lineage = store.lineage
         say(f"[worker] run {name}: training its queued trials from {store.scheduler.url}"
             f" ({merged.trial.name} preset, {len(envs)} worker(s) here,"
-            f" lineage {lineage.root}{', remote ' + lineage.remote if lineage.remote else ''})")
+            f" lineage {lineage.root}{', remote ' + lineage.refs.remote if lineage.refs.remote else ''})")
         try:
             workers.work_in_threads(envs)
         finally:

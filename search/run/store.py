@@ -104,7 +104,7 @@ class RunStore:
         """The editable files at `commit`; `fetch`: get the commit from the shared remote first."""
         with self.lineage_lock:
             if fetch:
-                self.lineage.fetch([commit])  # nothing without a remote
+                self.lineage.refs.fetch([commit])  # nothing without a remote
             return self.lineage.read_files(commit)
 
     def parent(self, variants: dict[str, dict[str, Any]], name: str) -> Parent:
@@ -136,7 +136,7 @@ class RunStore:
         with self.lineage_lock:
             candidate.commit = self.lineage.commit_variant(files, candidate.parents, message)
             failpoint("committed")
-            self.lineage.mark_candidate(candidate.commit, variant_number(candidate.variant))
+            self.lineage.refs.mark_candidate(candidate.commit, variant_number(candidate.variant))
         self.enqueue(candidate)
         return candidate
 
@@ -178,13 +178,13 @@ class RunStore:
         figures.update(status=info["status"], operator=info["operator"], description=info["description"],
                        parents=info["parents"], runs=len(info["runs"]))
         with self.lineage_lock:
-            self.lineage.tag(info["commit"], variant_number(name), figures)
-            self.lineage.push([self.lineage.tag_ref(variant_number(name))])  # nothing without a remote
+            self.lineage.refs.tag(info["commit"], variant_number(name), figures)
+            self.lineage.refs.push([self.lineage.refs.tag_ref(variant_number(name))])  # nothing without a remote
 
     def repair_tags(self) -> None:
         """After a crash: every finished trial's variant gets its tag (figures) if it lacks one."""
         with self.lineage_lock:
-            tags = self.lineage.tags()
+            tags = self.lineage.refs.tags()
         for name, info in self.variants().items():
             if info["status"] is not None and variant_number(name) not in tags:
                 self.tag(name, info)
