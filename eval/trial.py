@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     limit_memory(spec["trial"].get("memory_limit_mb"))
     record = run_trial(spec)
-    from eval.data.tokenizer import write_atomic
+    from eval.files import write_atomic
 
     payload = json.loads(record.to_json())
     payload["token"] = token

@@ -16,7 +16,7 @@ from eval.confine import Confinement, for_trial
 
 @pytest.fixture
 def layout(tmp_path):
-    """A trial directory, a temp directory and a data cache laid out as eval/prepare.py makes it."""
+    """A trial directory, a temp directory and a data cache laid out as eval/data/prepare.py makes it."""
     trial, tmp = tmp_path / "trial", tmp_path / "tmp"
     prepared = tmp_path / "cache" / "prepared" / "key"
     for d in (trial, tmp, prepared, tmp_path / "cache" / "downloads"):

@@ -11,7 +11,7 @@ from smoke_run import build_smoke_run, cli
 from support import git
 
 pytestmark = pytest.mark.slow
-EXPORTED = ("train/train.py", "model/gpt.py", "eval/trial.py", "eval/prepare.py", "eval/metric.py",
+EXPORTED = ("train/train.py", "model/gpt.py", "eval/trial.py", "eval/data/prepare.py", "eval/metric.py",
             "figures.json", "LINEAGE.md", "seed.diff", "README.md", "train_variant.py", "run_config.json")
 TOLERANCE = 0.1  # bits per byte; the trials are step-capped, so a faithful export lands far closer
 

@@ -1,4 +1,4 @@
-"""search/prompts: templates and the chat messages of the LLM operators."""
+"""search/llm/prompts and templates/: templates and the chat messages of the LLM operators."""
 
 import string
 

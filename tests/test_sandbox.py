@@ -1,4 +1,4 @@
-"""The bubblewrap sandbox (search/sandbox.py): choosing it, its arguments, and what it stops, for real."""
+"""The bubblewrap sandbox (search/run/sandbox.py): choosing it, its arguments, and what it stops, for real."""
 
 import errno
 import os

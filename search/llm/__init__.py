@@ -3,6 +3,7 @@ reading of answers into edits (`answers`: SEARCH/REPLACE blocks, whole files, th
 their application to a variant's files (`patch`), and the prompts built from the templates in
 `templates/` (`prompts`).
 
-May import: the standard library, `openai` (client only), `search.record.format`. The answer,
+May import: the standard library, `openai` (client only), `eval.files` (atomic writes),
+`search.record.format`. The answer,
 patch and prompt modules are pure: values in, values out.
 """

@@ -33,6 +33,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
+from eval.files import write_atomic
+
 DUMMY_API_KEY = "unused"
 _RECORD_NAME = re.compile(r"^(\d+)-.*\.json$")
 _REDACTED = "[redacted]"
@@ -184,9 +186,7 @@ class _Ledger:
         if secret:
             text = _redact(text, json.dumps(secret)[1:-1])
         path = self.log_dir / f"{index:04d}-{_slug(purpose)}.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, text + "\n")
 
 
 class BookkeepingClient:

@@ -48,7 +48,7 @@ class VariantView:
 def _template(name: str) -> string.Template:
     path = resources.files("search.llm") / "templates" / f"{name}.md"
     if not path.is_file():
-        raise FileNotFoundError(f"no prompt template {name}.md in search/prompts/")
+        raise FileNotFoundError(f"no prompt template {name}.md in search/llm/templates/")
     return string.Template(path.read_text(encoding="utf-8"))
 
 
@@ -62,7 +62,7 @@ def _placeholders(template: string.Template) -> set[str]:
 
 
 def render(name: str, **values: object) -> str:
-    """Fill the template `search/prompts/<name>.md` with `values` (converted with `str`).
+    """Fill the template `search/llm/templates/<name>.md` with `values` (converted with `str`).
 
     Raises:
         FileNotFoundError: if there is no such template.

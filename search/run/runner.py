@@ -4,7 +4,7 @@ The only module that starts trial processes. A trial runs `python -m eval.trial 
 new session, so the whole group (the variant's own children included) is killed together. The
 harness proves a record is its own with a one-time token passed on stdin before the variant is
 imported; a record without it (a variant that wrote one itself) is not believed. With
-`trial.sandbox` (search/sandbox.py) the process runs inside bubblewrap; the harness confines the
+`trial.sandbox` (search/run/sandbox.py) the process runs inside bubblewrap; the harness confines the
 variant itself as well (eval/confine.py) and caps its memory (`trial.memory_limit_mb`).
 """
 

@@ -2,7 +2,7 @@
 
     python train_variant.py
 
-Prepares the data (eval/prepare.py; cached in the run's data.cache_dir), trains train/train.py and
+Prepares the data (eval/data/prepare.py; cached in the run's data.cache_dir), trains train/train.py and
 model/gpt.py of this directory for the run's budget with `python -m eval.trial` (the same entry point
 the search used), prints the harness's summary and compares val_bpb with the figure the search
 recorded. The settings are in run_config.json (trial: budget, sequence length, preset constants,
