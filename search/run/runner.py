@@ -65,7 +65,7 @@ def run_trial_process(
         search.run.sandbox.SandboxError: if trial.sandbox=bwrap and bubblewrap does not work here.
         ValueError: for an unknown trial.sandbox.
     """
-    sandbox = resolve_sandbox(spec["trial"].get("sandbox") or "auto")
+    sandbox = resolve_sandbox(spec["trial"]["sandbox"])
     trial_dir = Path(trial_dir).resolve()
     trial_dir.mkdir(parents=True, exist_ok=True)
     record_path = trial_dir / "record.json"
