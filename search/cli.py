@@ -8,9 +8,12 @@ plain function that tests call directly.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import sys
 import tempfile
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from eval.data import DataError
 from eval.record import Status
 from search import PROJECT_ROOT
-from search.config import Config, UserError, config_dict, load_config, register_configs
+from search.config import OPERATOR_NAMES, Config, UserError, check_run_name, check_values, config_dict, load_config, register_configs
 from search.lineage.repo import LineageError
 from search.run.sandbox import SandboxError
 
@@ -332,16 +335,78 @@ def default_preset_overrides(overrides: list[str]) -> list[str]:
     return overrides + ["trial=gpu"] if torch.cuda.is_available() else overrides
 
 
-def output_dir_problem(overrides: list[str]) -> str | None:
-    """Why the run directory (hydra.run.dir) cannot be written, or None if it can (or is not known
-    before Hydra runs: multirun, or a config Hydra will itself report as wrong). Hydra would
-    otherwise fail creating it with a traceback."""
+def command_problem(overrides: list[str]) -> str | None:
+    """What is wrong with a `run`, `trial` or `worker` command, found before anything is written
+    (Hydra would create the run directory first), or None.
+
+    Checks: every overridden key exists in the schema (even one added with `+`) and every group
+    option exists, each with a "did you mean" when a name is near one; Hydra's own composition;
+    the run name; values out of range; that the run directory can be written. Commands with flags
+    (`--help`, `--cfg`, `-m`) are left to Hydra.
+    """
     if any(o.startswith("-") for o in overrides):
         return None
+    for override in overrides:
+        problem = _override_problem(override)
+        if problem:
+            return problem
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
-        run_dir = Path(_compose(overrides).hydra.run.dir)
-    except Exception:  # noqa: BLE001 - Hydra reports a wrong override itself, better than here
+        cfg = _compose(overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        cause = f": {exc.__cause__}" if exc.__cause__ and str(exc.__cause__) not in str(exc) else ""
+        return " ".join(f"{exc}{cause}".split())
+    try:
+        check_run_name(cfg.run.name)
+        settings = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        check_values(load_config(OmegaConf.to_container(settings, resolve=True)))
+    except UserError as exc:
+        return str(exc)
+    return _output_dir_problem(Path(cfg.hydra.run.dir))
+
+
+def _override_problem(override: str) -> str | None:
+    """An override naming a setting or a group option that does not exist, with a suggestion."""
+    if "=" not in override:
         return None
+    key, value = override.split("=", 1)
+    key = key.lstrip("+~")
+    if key.startswith("hydra.") or key == "hydra":
+        return None
+    groups = {g.name: sorted(f.stem for f in g.glob("*.yaml")) for g in Path(CONF_DIR).iterdir() if g.is_dir()}
+    if key in groups:
+        if value in groups[key] or value in ("null", "") and key == "experiment":
+            return None
+        return (f"{key}={value}: there is no {key} option {value!r}{_did_you_mean(value, groups[key], key + '=')}; "
+                f"the options are: {', '.join(groups[key])}")
+    node: Any = Config
+    parts = key.split(".")
+    if parts[:2] == ["search", "rates"] and len(parts) == 3 and parts[2] not in OPERATOR_NAMES:
+        return (f"search.rates.{parts[2]}: there is no operator {parts[2]!r}"
+                f"{_did_you_mean(parts[2], list(OPERATOR_NAMES), 'search.rates.')}; the operators are: "
+                f"{', '.join(OPERATOR_NAMES)}")
+    for depth, part in enumerate(parts):
+        if not dataclasses.is_dataclass(node):
+            return None  # inside a mapping (search.rates, trial.constants): any key
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            where = ".".join(key.split(".")[:depth])
+            near = [f"{where}.{n}" if where else n for n in hints]
+            return (f"unknown setting {key!r}{_did_you_mean(key, near)}: `python -m search <command> --cfg job` "
+                    "prints every setting")
+        node = hints[part]
+    return None
+
+
+def _did_you_mean(name: str, known: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def _output_dir_problem(run_dir: Path) -> str | None:
+    """Why the run directory (hydra.run.dir) cannot be written, or None if it can."""
     existing = run_dir.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -368,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         print(USAGE, file=sys.stderr)
         return 2
-    problem = output_dir_problem(overrides)
+    problem = command_problem(default_preset_overrides(overrides))
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -132,6 +132,7 @@ class LineageConfig:
 
     repo: Optional[str] = None  # a git repository (None: the one holding this checkout)
     remote: Optional[str] = None  # a shared git remote for several machines
+    allow_dirty: bool = False  # start a run although the editable files have uncommitted edits (the seed is HEAD)
 
 
 @dataclass
@@ -187,6 +188,129 @@ def load_config(values: Mapping[str, Any]) -> Config:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), values))  # type: ignore[return-value]
     except Exception as exc:  # omegaconf's ValidationError, ConfigKeyError, ... name the key
         raise UserError(f"settings do not fit the schema: {exc}".splitlines()[0]) from exc
+
+
+OPERATOR_NAMES = ("mutation", "crossover", "merge", "tune")  # search.rates keys (search.operators.OPERATORS)
+TUNE_SAMPLERS = ("tpe", "random")
+# Settings a resumed run may change: stop rules, the LLM's endpoint, limits and prices, workers and
+# places. Everything else makes the results comparable and is the run's identity.
+RESUMABLE = ("run", "storage", "scheduler", "llm", "lineage.remote", "lineage.allow_dirty", "ablation", "pick",
+             "out", "branch", "variant", "search.max_trials", "search.max_hours", "search.max_generations",
+             "search.queue_size", "search.overlap", "data.cache_dir", "trial.sandbox", "trial.threads",
+             "trial.variant", "trial.log_every")
+
+
+def check_run_name(name: Any) -> None:
+    """A run name is one plain directory name under outputs/ and part of git tag names.
+
+    Raises:
+        UserError: for an empty name, a path (separators, `..`), whitespace or a leading dot or dash.
+    """
+    text = "" if name is None else str(name)
+    problem = ("is empty" if not text else "holds a path separator" if "/" in text or "\\" in text
+               else "holds whitespace" if any(c.isspace() for c in text)
+               else "starts with a dot or a dash" if text[0] in ".-" else None)
+    if problem:
+        raise UserError(f"run.name={text!r} {problem}: give a plain name such as run.name=my-run "
+                        "(letters, digits, -, _ and .); outputs/<run.name>/ holds the run")
+
+
+def check_values(conf: Config) -> None:
+    """Values the schema's types admit but that cannot work, said before anything is written.
+
+    Raises:
+        UserError: naming the first setting out of range and what it must be.
+    """
+    t, s, d, sc, llm = conf.trial, conf.search, conf.data, conf.scheduler, conf.llm
+    rules: list[tuple[bool, str]] = [
+        (t.budget_seconds > 0, f"trial.budget_seconds={t.budget_seconds} must be positive"),
+        (t.budget_tolerance >= 0, f"trial.budget_tolerance={t.budget_tolerance} must be 0 or more"),
+        (t.startup_seconds > 0 and t.eval_seconds > 0, "trial.startup_seconds and trial.eval_seconds must be positive"),
+        (t.clock_skip_steps >= 0, f"trial.clock_skip_steps={t.clock_skip_steps} must be 0 or more"),
+        (t.seq_len >= 2, f"trial.seq_len={t.seq_len} must be at least 2"),
+        (t.vocab_size >= 256, f"trial.vocab_size={t.vocab_size} must be at least 256 (the byte tokens)"),
+        (t.eval_tokens >= 1 and t.test_tokens >= 1, "trial.eval_tokens and trial.test_tokens must be at least 1"),
+        (t.eval_batch_rows >= 1, f"trial.eval_batch_rows={t.eval_batch_rows} must be at least 1"),
+        (t.max_steps is None or t.max_steps >= 1, f"trial.max_steps={t.max_steps} must be at least 1 (or null)"),
+        (t.memory_limit_mb is None or t.memory_limit_mb > 0,
+         f"trial.memory_limit_mb={t.memory_limit_mb} must be positive (or null: no cap)"),
+        (t.threads is None or t.threads >= 1, f"trial.threads={t.threads} must be at least 1 (or null)"),
+        (conf.population is None or conf.population >= 1,
+         f"population={conf.population} must be a positive integer (or null for the single lineage)"),
+        (s.max_trials >= 1, f"search.max_trials={s.max_trials} must be at least 1"),
+        (s.max_hours is None or s.max_hours > 0, f"search.max_hours={s.max_hours} must be positive (or null)"),
+        (s.max_generations is None or s.max_generations >= 1,
+         f"search.max_generations={s.max_generations} must be at least 1 (or null)"),
+        (s.noise_repeats >= 1, f"search.noise_repeats={s.noise_repeats} must be at least 1"),
+        (s.noise_k >= 0, f"search.noise_k={s.noise_k} must be 0 or more"),
+        (s.queue_size >= 1, f"search.queue_size={s.queue_size} must be at least 1"),
+        (s.tournament_size >= 1, f"search.tournament_size={s.tournament_size} must be at least 1"),
+        (s.failures_in_prompt >= 0, f"search.failures_in_prompt={s.failures_in_prompt} must be 0 or more"),
+        (s.preflight_steps >= 1, f"search.preflight_steps={s.preflight_steps} must be at least 1"),
+        (s.tune_sampler in TUNE_SAMPLERS, f"search.tune_sampler={s.tune_sampler!r} is not one of {', '.join(TUNE_SAMPLERS)}"),
+        (s.tune_startup_trials >= 1, f"search.tune_startup_trials={s.tune_startup_trials} must be at least 1"),
+        (s.tune_count is None or s.tune_count >= 1,
+         f"search.tune_count={s.tune_count!r}: give how many constants a tune child changes (at least 1), "
+         "or null for all of search.tune_ranges"),
+        (s.early_stop_margin is None or s.early_stop_margin > 0,
+         f"search.early_stop_margin={s.early_stop_margin} must be positive (or null: no early stop)"),
+        (all(name in OPERATOR_NAMES for name in s.rates),
+         f"search.rates names an unknown operator {next((n for n in s.rates if n not in OPERATOR_NAMES), '')!r}; "
+         f"known: {', '.join(OPERATOR_NAMES)}"),
+        (all(rate >= 0 for rate in s.rates.values()), "search.rates must all be 0 or more"),
+        (0 <= d.val_fraction < 1 and 0 <= d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1,
+         f"data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} must each be in [0, 1) "
+         "and leave a training share"),
+        (d.max_chars is None or d.max_chars > 0, f"data.max_chars={d.max_chars} must be positive (or null)"),
+        (d.num_shards >= 1, f"data.num_shards={d.num_shards} must be at least 1"),
+        (sc.heartbeat_seconds > 0, f"scheduler.heartbeat_seconds={sc.heartbeat_seconds} must be positive"),
+        (sc.stale_after_seconds is None or sc.stale_after_seconds > 0,
+         f"scheduler.stale_after_seconds={sc.stale_after_seconds} must be positive (or null)"),
+        (sc.workers == "auto" or (isinstance(sc.workers, int) and not isinstance(sc.workers, bool) and sc.workers >= 0),
+         f"scheduler.workers={sc.workers!r}: give a number of workers (0: produce only) or auto"),
+        (llm.timeout > 0 and llm.max_retries >= 0 and llm.patch_retries >= 0,
+         "llm.timeout must be positive, llm.max_retries and llm.patch_retries 0 or more"),
+        (llm.max_tokens is None or llm.max_tokens >= 1, f"llm.max_tokens={llm.max_tokens} must be at least 1 (or null)"),
+        (llm.spend_cap is None or llm.spend_cap >= 0, f"llm.spend_cap={llm.spend_cap} must be 0 or more (or null)"),
+        (conf.ablation.repeats is None or conf.ablation.repeats >= 1,
+         f"ablation.repeats={conf.ablation.repeats} must be at least 1 (or null)"),
+        (conf.ablation.max_changes >= 1, f"ablation.max_changes={conf.ablation.max_changes} must be at least 1"),
+        (bool(conf.editable), "editable must name at least one file"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise UserError(message)
+
+
+def run_identity(conf: Config, program_text: str) -> dict[str, Any]:
+    """The settings that make a run's results comparable: everything but `RESUMABLE`, with the
+    program's text in place of its path."""
+    flat = _flatten(asdict(conf))
+    identity = {k: v for k, v in flat.items()
+                if not any(k == r or k.startswith(r + ".") for r in RESUMABLE)}
+    identity["program"] = program_text
+    return identity
+
+
+def identity_differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """`key: <before> -> <now>` for each setting of the identity that differs."""
+    def show(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    keys = sorted(set(before) | set(now))
+    return [f"{k}: {show(before.get(k))} -> {show(now.get(k))}" for k in keys if before.get(k) != now.get(k)]
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key not in ("constants", "rates", "tune_ranges"):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
 
 
 def config_dict(conf: Config) -> dict[str, Any]:

@@ -97,6 +97,15 @@ class Lineage:
                 raise LineageError(f"the repository {self.root} has no commit yet: commit the seed "
                                    f"files ({', '.join(self.editable)}) first") from exc
 
+    def uncommitted(self) -> list[str]:
+        """The editable files whose working-tree or staged content differs from HEAD (a bare
+        repository has none)."""
+        with self._git.lock:
+            if self._git.repo.bare:
+                return []
+            lines = self._git.repo.git.status("--porcelain", "--untracked-files=no", "--", *self.editable)
+        return sorted(line[3:].strip() for line in lines.splitlines() if line.strip())
+
     def read_files(self, rev: str) -> dict[str, str]:
         """The editable files at `rev` (a sha, tag or branch), as text.
 

@@ -25,7 +25,8 @@ from typing import Any, Callable, TextIO
 
 from eval.record import Status
 from search import PROJECT_ROOT
-from search.config import Config, UserError, config_dict
+from search.config import (RESUMABLE, Config, UserError, check_run_name, check_values, config_dict,
+                           identity_differences, load_config, run_identity)
 from search.lineage.repo import Lineage
 from search.llm.client import LLMClient, OpenAIClient, llm_available
 from search.operators.guards import content_hash
@@ -41,6 +42,8 @@ from search.run.sandbox import resolve_sandbox
 from search.run.scheduler import Scheduler, Tuner
 from search.run.store import RunStore
 from search.run.workers import Workers, is_fatal, worker_envs
+
+IDENTITY_FILE = "identity.json"  # the settings that make the run's results comparable, saved when it starts
 
 __all__ = ["SearchRun", "build_workers", "is_fatal", "open_store", "read_program", "run_progress"]
 
@@ -127,18 +130,24 @@ class SearchRun:
         def say(line: str) -> None:
             print(line, file=out, flush=True)
 
-        s = conf.search
-        if s.tune_count is not None and s.tune_count < 1:
-            raise UserError(f"search.tune_count={s.tune_count!r}: give how many constants a tune child changes "
-                            "(at least 1), or null for all of search.tune_ranges")
+        check_run_name(conf.run.name)
+        check_values(conf)
         worker_envs(conf.scheduler.workers)  # a bad scheduler.workers: an error now
+        program = read_program(conf.program)
         run_dir = Path(run_dir)
+        identity = run_identity(conf, program)
+        resuming = (run_dir / IDENTITY_FILE).is_file() or (run_dir / "config.json").is_file()
+        if resuming:
+            check_same_run(run_dir, identity)
+        else:
+            check_clean_seed(conf)
+        resolve_sandbox(conf.trial.sandbox)  # trial.sandbox=bwrap that cannot work: an error now
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config_dict(conf), indent=2, default=str))
-        resolve_sandbox(conf.trial.sandbox)  # trial.sandbox=bwrap that cannot work: an error now
+        if not (run_dir / IDENTITY_FILE).is_file():
+            (run_dir / IDENTITY_FILE).write_text(json.dumps(identity, indent=2, default=str))
         prepared = prepare_data(asdict(conf.data), conf.trial.vocab_size, log=say)
         prepared.check_evaluation(asdict(conf.trial))
-        program = read_program(conf.program)
         store = open_store(conf, run_dir)
         try:
             llm, note = (llm, "an injected client") if llm is not None else _configured_llm(conf, run_dir, say)
@@ -270,6 +279,42 @@ class SearchRun:
 
     def close(self) -> None:
         self.store.close()
+
+
+def check_same_run(run_dir: Path, identity: dict[str, Any]) -> None:
+    """A resume must have the run's identity (`search.config.run_identity`): other settings would mix
+    results that do not compare into one record.
+
+    Raises:
+        UserError: listing the settings that differ, and what to do.
+    """
+    saved = run_dir / IDENTITY_FILE
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+    else:  # a run made before identities were saved: its config.json, with today's program text
+        old = load_config(json.loads((run_dir / "config.json").read_text()))
+        before = run_identity(old, read_program(old.program))
+    differences = identity_differences(json.loads(json.dumps(before, default=str)),
+                                       json.loads(json.dumps(identity, default=str)))
+    if differences:
+        raise UserError(f"run {run_dir.name} exists with other settings, so its results would not compare: "
+                        + "; ".join(differences) + f". Resume it with its own settings, or start a new run "
+                        "with another run.name (settings a resume may change: " + ", ".join(RESUMABLE) + ")")
+
+
+def check_clean_seed(conf: Config) -> None:
+    """A new run's seed is HEAD of lineage.repo: uncommitted edits of the editable files are not in
+    it. Refused unless lineage.allow_dirty.
+
+    Raises:
+        UserError: naming the files, the seed commit and the two ways on.
+    """
+    with Lineage(Path(conf.lineage.repo or PROJECT_ROOT), conf.run.name, conf.editable) as lineage:
+        dirty = lineage.uncommitted()
+        if dirty and not conf.lineage.allow_dirty:
+            raise UserError(f"the seed is HEAD ({lineage.base_commit()[:12]}) of {lineage.root}, and "
+                            f"{', '.join(dirty)} {'has' if len(dirty) == 1 else 'have'} uncommitted edits that are "
+                            "not in it: commit them, or set lineage.allow_dirty=true to start from HEAD anyway")
 
 
 def _configured_llm(conf: Config, run_dir: Path, say: Callable[[str], None]) -> tuple[LLMClient | None, str]:
