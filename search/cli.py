@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import shutil
 import sys
 import tempfile
 import typing
@@ -95,15 +96,31 @@ def _trial_main(cfg: DictConfig) -> None:
     try:
         record = trial_command(cfg, run_dir)
     except USER_ERRORS as exc:
-        _user_error(exc)
+        _user_error(exc, run_dir)
         return
     _exit_codes.append(0 if record.status == Status.OK else 1)
 
 
-def _user_error(exc: Exception) -> None:
-    """A mistake in the command or the data: one clear line, not a traceback."""
+def _user_error(exc: Exception, run_dir: Path | None = None) -> None:
+    """A mistake in the command or the data: one clear line, not a traceback. The run directory
+    goes again when it holds nothing but what Hydra wrote into it for this command."""
     print(f"error: {exc}", file=sys.stderr)
     _exit_codes.append(2)
+    if run_dir is not None:
+        _remove_if_only_hydra(run_dir)
+
+
+def _remove_if_only_hydra(run_dir: Path) -> None:
+    """Remove `run_dir` if it holds only Hydra's `.hydra/` and empty log files (a failed command's)."""
+    if not run_dir.is_dir():
+        return
+    for entry in run_dir.iterdir():
+        if entry.name == ".hydra" and entry.is_dir():
+            continue
+        if entry.suffix == ".log" and entry.is_file() and entry.stat().st_size == 0:
+            continue
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run_command(cfg: DictConfig, run_dir: Path, llm=None) -> "RunSummary":  # noqa: F821
@@ -144,7 +161,7 @@ def _run_main(cfg: DictConfig) -> None:
         run_command(cfg, run_dir)
     except USER_ERRORS as exc:
         if not _storage_error(exc):
-            _user_error(exc)
+            _user_error(exc, run_dir)
         return
     except KeyboardInterrupt:
         _exit_codes.append(130)

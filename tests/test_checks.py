@@ -117,3 +117,14 @@ def test_a_seed_with_uncommitted_edits_is_refused_unless_allowed(tmp_path):
                                         r".*lineage.allow_dirty=true"):
         SearchRun.open(_conf(repo, run_dir), run_dir, out=open(os.devnull, "w"))
     assert not run_dir.exists()
+
+
+def test_a_failed_command_leaves_no_run_directory_and_no_cache_entry(tmp_path):
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", PYTHONPATH=str(ROOT))
+    cache = tmp_path / "cache"
+    out = subprocess.run([sys.executable, "-m", "search", "trial", "experiment=cpu_smoke", "run.name=missing",
+                          f"data.path={tmp_path / 'no-such.txt'}", f"data.cache_dir={cache}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "does not exist" in out.stderr, out.stderr
+    assert not (tmp_path / "outputs" / "missing").exists()
+    assert list((cache / "prepared").iterdir()) == []

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,10 +99,10 @@ def prepare_data(data: dict[str, Any], vocab_size: int, log=print) -> PreparedDa
 
     Raises:
         eval.data.sources.DataError: for a source that cannot be read or downloaded (names it).
-        ValueError: for a split that comes out empty.
-    """
-    from eval.data.sources import load_documents
+        DataError: for a split that comes out empty.
 
+    A preparation that fails leaves nothing in the cache.
+    """
     root = Path(os.path.expanduser(data["cache_dir"])) / "prepared"
     directory = root / cache_key(data, vocab_size)
     directory.mkdir(parents=True, exist_ok=True)
@@ -110,39 +111,52 @@ def prepare_data(data: dict[str, Any], vocab_size: int, log=print) -> PreparedDa
         meta_path = directory / "meta.json"
         if meta_path.exists():
             return PreparedData(directory, json.loads(meta_path.read_text()))
-        t0 = time.perf_counter()
-        log(f"data: preparing {data.get('name')} ({data['source']}) into {directory}")
-        corpus = load_documents(data)
-        split = split_documents(corpus.documents, data["val_fraction"], data["test_fraction"])
-        counts = split.counts()
-        for name, n in counts.items():
-            if n == 0 and (name == "train" or data[f"{name}_fraction"] > 0):
-                raise DataError(
-                    f"the {name} split of data source {data.get('name')} is empty ({corpus.origin} gave "
-                    f"{len(corpus.documents)} documents); use a larger corpus or change data.val_fraction / "
-                    "data.test_fraction"
-                )
-        log(f"data: {len(corpus.documents)} documents split {counts} in {time.perf_counter() - t0:.1f}s")
-        tok = train_tokenizer(_capped(split.train, TOKENIZER_MAX_CHARS), vocab_size,
-                              name=f"evoresearch-{directory.name}")
-        save_tokenizer(tok, directory / "tokenizer.json")
-        log(f"data: tokenizer of {tok.vocab_size} tokens trained in {time.perf_counter() - t0:.1f}s")
-        tokens = {}
-        for name in SPLITS:
-            store = TokenStore.from_docs(tok.encode_batch(getattr(split, name)), tok.vocab_size)
-            tmp = directory / f"{name}.npz.tmp"
-            store.save(tmp)
-            os.replace(tmp, directory / f"{name}.npz")
-            tokens[name] = store.num_tokens
-        meta = {
-            "name": data.get("name"), "source": data["source"], "origin": corpus.origin,
-            "fingerprint": corpus.fingerprint, "vocab_size": tok.vocab_size, "documents": counts,
-            "tokens": tokens, "chars": sum(len(d) for d in corpus.documents),
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        write_atomic(meta_path, json.dumps(meta, indent=2).encode())
-        log(f"data: tokens {tokens} ready in {meta['seconds']:.1f}s")
-        return PreparedData(directory, meta)
+        directory.mkdir(parents=True, exist_ok=True)  # a failed preparer before us removed it
+        try:
+            return _prepare(data, vocab_size, directory, log)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)  # no half entry, no empty folder in the cache
+            raise
+
+
+def _prepare(data: dict[str, Any], vocab_size: int, directory: Path, log) -> PreparedData:
+    """Prepare the cache entry `directory` (its lock held); meta.json, written last, completes it."""
+    from eval.data.sources import load_documents
+
+    meta_path = directory / "meta.json"
+    t0 = time.perf_counter()
+    log(f"data: preparing {data.get('name')} ({data['source']}) into {directory}")
+    corpus = load_documents(data)
+    split = split_documents(corpus.documents, data["val_fraction"], data["test_fraction"])
+    counts = split.counts()
+    for name, n in counts.items():
+        if n == 0 and (name == "train" or data[f"{name}_fraction"] > 0):
+            raise DataError(
+                f"the {name} split of data source {data.get('name')} is empty ({corpus.origin} gave "
+                f"{len(corpus.documents)} documents); use a larger corpus or change data.val_fraction / "
+                "data.test_fraction"
+            )
+    log(f"data: {len(corpus.documents)} documents split {counts} in {time.perf_counter() - t0:.1f}s")
+    tok = train_tokenizer(_capped(split.train, TOKENIZER_MAX_CHARS), vocab_size,
+                          name=f"evoresearch-{directory.name}")
+    save_tokenizer(tok, directory / "tokenizer.json")
+    log(f"data: tokenizer of {tok.vocab_size} tokens trained in {time.perf_counter() - t0:.1f}s")
+    tokens = {}
+    for name in SPLITS:
+        store = TokenStore.from_docs(tok.encode_batch(getattr(split, name)), tok.vocab_size)
+        tmp = directory / f"{name}.npz.tmp"
+        store.save(tmp)
+        os.replace(tmp, directory / f"{name}.npz")
+        tokens[name] = store.num_tokens
+    meta = {
+        "name": data.get("name"), "source": data["source"], "origin": corpus.origin,
+        "fingerprint": corpus.fingerprint, "vocab_size": tok.vocab_size, "documents": counts,
+        "tokens": tokens, "chars": sum(len(d) for d in corpus.documents),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_atomic(meta_path, json.dumps(meta, indent=2).encode())
+    log(f"data: tokens {tokens} ready in {meta['seconds']:.1f}s")
+    return PreparedData(directory, meta)
 
 
 def _capped(docs: list[str], max_chars: int):
