@@ -193,6 +193,9 @@ def test_files_jsonl_invalid_json_names_the_line(tmp_path):
     path.write_text('{"text": "ok"}\n{"text": \n')
     with pytest.raises(DataError, match="line 2"):
         load_documents(config(tmp_path, source="files", paths=[str(path)]))
+    path.write_text('{"text": "ab"}\n{"text": "c\x01d"}\n')  # a raw control character inside a string
+    with pytest.raises(DataError, match=r"line 2: not valid JSON \(Invalid control character at: column 12\)"):
+        load_documents(config(tmp_path, source="files", paths=[str(path)]))
 
 
 def test_files_parquet_missing_column_lists_columns(tmp_path):

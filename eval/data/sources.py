@@ -341,7 +341,7 @@ def _jsonl_texts(path: Path, column: str) -> Iterator[str]:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(
-                        f"{path}, line {lineno}: not valid JSON ({exc.msg}); each line of a .jsonl "
+                        f"{path}, line {lineno}: not valid JSON ({exc.msg}: column {exc.colno}); each line of a .jsonl "
                         f"file must be one JSON object"
                     ) from exc
                 if not isinstance(record, dict) or column not in record:

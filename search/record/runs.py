@@ -18,6 +18,7 @@ from search import PROJECT_ROOT
 from search.config import Config, UserError, load_config
 from search.lineage.repo import Lineage
 from search.record.data import aggregate_variants
+from search.run.liveness import is_dead, stale_after_seconds
 from search.run.scheduler import Scheduler, SchedulerError
 
 
@@ -63,7 +64,9 @@ class RunState:
 
     @property
     def running(self) -> bool:
-        return any(t.get("state") == "RUNNING" for t in self.trials)
+        """A trial is running and its worker is alive (a killed run's RUNNING trials do not count)."""
+        after = stale_after_seconds(self.conf.scheduler)
+        return any(t.get("state") == "RUNNING" and not is_dead(t, self.read_at, after) for t in self.trials)
 
     def lineage(self) -> Lineage:
         """The run's lineage (close it after use)."""

@@ -107,6 +107,7 @@ class RunSummary:
     wall_seconds: float
     noise: dict[str, Any] | None = None
     llm: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False  # device and wall time then count this session's trials only
 
     def text(self) -> str:
         def num(value: float | None, digits: int) -> str:
@@ -120,7 +121,10 @@ class RunSummary:
                          f"{one_line(b.get('description'))}")
         else:
             lines.append("best: none yet (no trial ended ok)")
-        if self.noise:
+        if self.noise and (self.noise.get("n") or 0) < 2:
+            lines.append(f"noise floor: not measured yet (the seed trained {self.noise.get('n') or 0} time(s); "
+                         "it takes two repeats)")
+        elif self.noise:
             n = self.noise
             lines.append(f"noise floor: {num(n.get('floor'), 4)} (seed mean {num(n.get('mean'), 6)}, "
                          f"std {num(n.get('std'), 4)}, n={n.get('n')})")
@@ -132,7 +136,7 @@ class RunSummary:
         lines.append("trials by operator: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_operator.items())))
         share = 100 * self.device_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
         lines.append(f"device time {format_duration(self.device_seconds)} of {format_duration(self.wall_seconds)} wall "
-                     f"({share:.0f}%)")
+                     f"({share:.0f}%){' in this session' if self.resumed else ''}")
         if self.llm:
             lines.append(f"llm: {self.llm.get('calls', 0)} calls, {self.llm.get('prompt_tokens', 0)} prompt + "
                          f"{self.llm.get('completion_tokens', 0)} completion tokens, ${self.llm.get('cost', 0.0):.4f}")

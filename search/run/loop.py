@@ -110,6 +110,7 @@ class SearchRun:
         self.store = store
         self.out = out
         self.started = time.time()
+        self.resumed = False  # set when the run starts on a study that holds trials
         self.envs = worker_envs(conf.scheduler.workers)
         tuner = make_tuner(conf, store)
         self.producer = Producer(conf, store, llm, tuner, program, self.say, busy=lambda: self.workers.busy())
@@ -178,6 +179,7 @@ class SearchRun:
                 llm.restore(attrs["llm_usage"])
             self.say(f"[search] LLM: {note}")
         resumed = store.trials()
+        self.resumed = bool(resumed)
         if resumed:
             requeued = self.workers.reap_dead(quiet=True)
             self.say(f"[search] resuming run {store.name}: {len(resumed)} trials in the study"
@@ -231,8 +233,9 @@ class SearchRun:
             run=self.store.name, best=dict(best, variant=best["name"]) if best else None,
             front=sorted(front, key=lambda f: f["val_bpb"]), by_status=count_by(trials, "status"),
             by_operator=count_by(trials, "operator"),
-            device_seconds=sum(t.get("device_seconds") or 0.0 for t in trials),
-            wall_seconds=time.time() - self.started,
+            device_seconds=sum(t.get("device_seconds") or 0.0 for t in trials
+                               if (t.get("finished_at") or 0.0) >= self.started),
+            wall_seconds=time.time() - self.started, resumed=self.resumed,
             noise={"floor": noise.floor, "mean": noise.mean, "std": noise.std, "n": noise.n} if noise else None,
             llm=self._llm_usage())
 
