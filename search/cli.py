@@ -340,6 +340,15 @@ def _export_main(args: list[str]) -> int:
 PLAIN_COMMANDS: dict[str, Callable[[list[str]], int]] = {"report": _report_main, "export": _export_main}
 
 
+def command_usage(command: str) -> str:
+    """The USAGE entry of one command (its lines up to the next command)."""
+    lines = USAGE.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"  {command} "))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("  ") and lines[i][2] != " "
+                or not lines[i].strip()), len(lines))
+    return "python -m search " + command + ": " + " ".join(line.strip() for line in lines[start:end])[len(command):].strip()
+
+
 def default_preset_overrides(overrides: list[str]) -> list[str]:
     """Add `trial=gpu` on a CUDA machine unless the user chose a trial preset or an experiment."""
     chosen = any(o.split("=", 1)[0].lstrip("+~") in ("trial", "experiment") for o in overrides)
@@ -450,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         print(USAGE, file=sys.stderr)
         return 2
+    if any(o in ("-h", "--help") for o in overrides):
+        print(command_usage(command), flush=True)  # what the command does; Hydra lists the groups below
     problem = command_problem(default_preset_overrides(overrides))
     if problem:
         print(f"error: {problem}", file=sys.stderr)

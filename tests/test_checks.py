@@ -128,3 +128,13 @@ def test_a_failed_command_leaves_no_run_directory_and_no_cache_entry(tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr, out.stderr
     assert not (tmp_path / "outputs" / "missing").exists()
     assert list((cache / "prepared").iterdir()) == []
+
+
+def test_a_commands_help_says_what_the_command_does_then_lists_the_groups(tmp_path):
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "search", "trial", "--help"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, rest = out.stdout.split("\n", 1)
+    assert first.startswith("python -m search trial: train one variant") and "fixed budget" in first
+    assert "trial: cpu, gpu, smoke" in rest and list(tmp_path.iterdir()) == []
