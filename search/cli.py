@@ -467,5 +467,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sys.argv = [f"python -m search {command}"] + default_preset_overrides(overrides)
     _exit_codes.clear()
-    COMMANDS[command]()
+    try:
+        COMMANDS[command]()
+    except ValueError as exc:  # Hydra refuses its own flags together (`-m ... --cfg job`) with a ValueError
+        if not _raised_by_hydra(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return max(_exit_codes, default=0)
+
+
+def _raised_by_hydra(exc: BaseException) -> bool:
+    """The exception was raised inside Hydra's own code (its command-line handling), not ours."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename

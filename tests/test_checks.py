@@ -138,3 +138,11 @@ def test_a_commands_help_says_what_the_command_does_then_lists_the_groups(tmp_pa
     first, rest = out.stdout.split("\n", 1)
     assert first.startswith("python -m search trial: train one variant") and "fixed budget" in first
     assert "trial: cpu, gpu, smoke" in rest and list(tmp_path.iterdir()) == []
+
+
+def test_hydras_refusal_of_its_own_flags_is_one_line_and_exit_2(tmp_path):
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "search", "run", "-m", "search.seed=0,1", "--cfg", "job"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"], out.stderr
