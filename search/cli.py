@@ -370,12 +370,12 @@ def command_problem(overrides: list[str]) -> str | None:
     the run name; values out of range; that the run directory can be written. Commands with flags
     (`--help`, `--cfg`, `-m`) are left to Hydra.
     """
-    if any(o.startswith("-") for o in overrides):
-        return None
     for override in overrides:
         problem = _override_problem(override)
         if problem:
             return problem
+    if any(o.startswith("-") for o in overrides):
+        return None  # Hydra's flags: its help, its printing of the config, sweeps (run directories per job)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -403,10 +403,11 @@ def _override_problem(override: str) -> str | None:
         return None
     groups = {g.name: sorted(f.stem for f in g.glob("*.yaml")) for g in Path(CONF_DIR).iterdir() if g.is_dir()}
     if key in groups:
-        if value in groups[key] or value in ("null", "") and key == "experiment":
-            return None
-        return (f"{key}={value}: there is no {key} option {value!r}{_did_you_mean(value, groups[key], key + '=')}; "
-                f"the options are: {', '.join(groups[key])}")
+        for choice in value.split(","):  # a sweep (-m) names several
+            if choice not in groups[key] and not (choice in ("null", "") and key == "experiment"):
+                return (f"{key}={value}: there is no {key} option {choice!r}"
+                        f"{_did_you_mean(choice, groups[key], key + '=')}; the options are: {', '.join(groups[key])}")
+        return None
     node: Any = Config
     parts = key.split(".")
     if parts[:2] == ["search", "rates"] and len(parts) == 3 and parts[2] not in OPERATOR_NAMES:

@@ -43,6 +43,13 @@ def test_a_bad_command_is_named_before_anything_is_written(overrides, message, t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sweep_or_a_printed_config_is_checked_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "(did you mean trial=smoke?)" in command_problem(["-m", "trial=cpu,smok"])
+    assert "did you mean trial.budget_seconds?" in command_problem(["--cfg", "job", "trial.budget_secnds=3"])
+    assert command_problem(["-m", "trial=cpu,smoke", "search.seed=0,1"]) is None
+
+
 def test_good_commands_pass_the_checks(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert command_problem(["experiment=cpu_smoke", "run.name=fine", "+population=4", "search.rates.tune=0.5"]) is None
