@@ -135,6 +135,12 @@ def test_a_failed_command_leaves_no_run_directory_and_no_cache_entry(tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr, out.stderr
     assert not (tmp_path / "outputs" / "missing").exists()
     assert list((cache / "prepared").iterdir()) == []
+    repo = make_repo(tmp_path / "repo")
+    out = subprocess.run([sys.executable, "-m", "search", "run", "experiment=cpu_smoke", "llm=none", "run.name=gone",
+                          f"lineage.repo={repo}", f"data.path={tmp_path / 'no-such.txt'}", f"data.cache_dir={cache}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "does not exist" in out.stderr, out.stderr
+    assert not (tmp_path / "outputs" / "gone").exists()  # no config.json, identity or study to resume
 
 
 def test_a_commands_help_says_what_the_command_does_then_lists_the_groups(tmp_path):

@@ -143,12 +143,12 @@ class SearchRun:
         else:
             check_clean_seed(conf)
         resolve_sandbox(conf.trial.sandbox)  # trial.sandbox=bwrap that cannot work: an error now
-        run_dir.mkdir(parents=True, exist_ok=True)
+        prepared = prepare_data(asdict(conf.data), conf.trial.vocab_size, log=say)  # only the cache, cleaned on failure
+        prepared.check_evaluation(asdict(conf.trial))
+        run_dir.mkdir(parents=True, exist_ok=True)  # the first write into the run directory
         (run_dir / "config.json").write_text(json.dumps(config_dict(conf), indent=2, default=str))
         if not (run_dir / IDENTITY_FILE).is_file():
             (run_dir / IDENTITY_FILE).write_text(json.dumps(identity, indent=2, default=str))
-        prepared = prepare_data(asdict(conf.data), conf.trial.vocab_size, log=say)
-        prepared.check_evaluation(asdict(conf.trial))
         store = open_store(conf, run_dir)
         try:
             llm, note = (llm, "an injected client") if llm is not None else _configured_llm(conf, run_dir, say)
