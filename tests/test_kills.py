@@ -5,7 +5,7 @@ whole process group at once, first at each named failpoint (search/run/failpoint
 commit, after a queue write, before a trial starts, after a trial trained but before the study
 heard, after the study heard but before the tag, in the middle of rewriting results.tsv, ...), then
 at seeded random moments; each time the same command is run again (the run killed while refusing a
-candidate alone has a scripted LLM, see REFUSED_ONLY). At the end every trained variant
+candidate alone has a scripted LLM, see REFUSING_LLM). At the end every trained variant
 has exactly one result, one tag at its commit and one row in results.tsv; none is lost, none was
 trained twice (one harness record per variant), and nothing waits or runs.
 """
@@ -35,23 +35,24 @@ NOISE_REPEATS = 2
 # (failpoint, which pass of it in that process): each run is killed there, then resumed.
 FAILPOINT_KILLS = [
     ("baseline-queued", 1),  # the first start, one seed repeat queued of two
+    ("refusing", 1),  # a refused candidate, not yet recorded (this run alone has an LLM: REFUSING_LLM)
     ("training", 1),  # a trial taken, its process not started
     ("finishing", 1),  # trained, result not in the study: recovered from the trial directory
     ("finished", 1),  # result in the study, no tag yet
     ("proposed", 1),  # a candidate passed the guards, nothing of it stored
-    ("refusing", 1),  # a refused candidate, not yet recorded (this run alone has an LLM: REFUSED_ONLY)
     ("committed", 1),  # a candidate's commit, no trial
     ("queued", 2),  # candidates waiting in the queue
     ("tagged", 1),  # tagged, results.tsv stale
     ("results-written", 1),  # the new results.tsv beside the old
 ]
 RANDOM_KILLS = 2
-# The run killed at `refusing` makes its candidates with an LLM alone, and every answer of that LLM
-# holds no edit: its first candidate is refused. (The other runs have no LLM; what tuning and git
-# merges make is seldom refused, and never on cue.)
+# The run killed at `refusing` has an LLM (a resume may change the LLM, not the operator rates, which
+# are part of the run's identity) whose every answer holds no edit: each candidate of the LLM's
+# operators (mutation and crossover, 0.75 of the rates) is refused. That run comes second, with all
+# seven children still to make, so that it draws none of them has a chance below 0.25 ** 7. (The
+# other runs have no LLM; tuning and git merges make a refused candidate, a duplicate, only now and then.)
 NO_EDIT = "I would lower the learning rate, but I will not write an edit."
-REFUSED_ONLY = ["llm=local", "llm.model=scripted", "llm.patch_retries=0", "search.rates.mutation=1",
-                "search.rates.crossover=0", "search.rates.merge=0", "search.rates.tune=0"]
+REFUSING_LLM = ["llm=local", "llm.model=scripted", "llm.patch_retries=0"]
 
 
 def _command(tmp_path: Path, repo: Path, max_trials: int = MAX_TRIALS) -> list[str]:
@@ -90,7 +91,7 @@ def test_killed_at_every_point_and_at_random_it_resumes_and_loses_nothing(tmp_pa
         pytest.skip(f"{SHAKESPEARE} is missing")
     repo = seed_repo
     cmd = _command(tmp_path, repo)
-    refusing = [a for a in cmd if a != "llm=none"] + REFUSED_ONLY + [f"llm.base_url={refusing_llm.base_url}"]
+    refusing = [a for a in cmd if a != "llm=none"] + REFUSING_LLM + [f"llm.base_url={refusing_llm.base_url}"]
     assert set(POINTS) == {point for point, _ in FAILPOINT_KILLS}, "a failpoint this test does not kill at"
     logs: list[str] = []  # each run's output, for the failure messages
     said: list[str] = []  # each run's whole output
@@ -112,7 +113,6 @@ def test_killed_at_every_point_and_at_random_it_resumes_and_loses_nothing(tmp_pa
     assert code == 0, "\n".join(logs[-3:])
     assert kills >= len(FAILPOINT_KILLS) + 1
     assert "recovered the result of" in "\n".join(said + [out]), "the kill after training should be recovered, not retrained"
-    assert len(refusing_llm.chat_requests()) == 1  # the refused candidate was the LLM's, and it was not retried
 
     rows = Scheduler(None, tmp_path / "out", "kills", create=False).trials()
     assert not [r for r in rows if r["state"] in ("WAITING", "RUNNING")], "\n".join(logs[-2:])

@@ -60,12 +60,11 @@ def listener():
 
 
 def test_ok_variant_learns_and_reports_every_figure(smoke_setup, tmp_path):
-    # 20 steps inside a budget they never reach: what the bigram learns does not depend on the machine's load.
-    rec = run(smoke_setup, tmp_path, "ok.py", max_steps=20, budget_seconds=600.0)
+    # 40 steps inside a budget they never reach: what the bigram learns does not depend on the machine's load.
+    rec = run(smoke_setup, tmp_path, "ok.py", max_steps=40, budget_seconds=600.0)
     assert rec.status == "ok", rec.reason + rec.log_tail
-    assert rec.num_steps == 20
-    # A trained bigram beats uniform guessing clearly: by 15% after 6 steps, by far more after 20.
-    assert rec.val_bpb < 0.9 * rec.uniform_bpb
+    assert rec.num_steps == 40
+    assert rec.val_bpb < 0.9 * rec.uniform_bpb  # a trained bigram beats uniform guessing clearly (by 21%)
     assert rec.test_bpb is not None and rec.eval_tokens > 0
     assert 0 < rec.training_seconds < rec.total_seconds
     assert rec.peak_mem_mb > 0 and rec.code_hash and rec.versions["torch"]
