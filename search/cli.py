@@ -466,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    sys.argv = [f"python -m search {command}"] + default_preset_overrides(overrides)
+    named = any(o.split("=", 1)[0] == "hydra.job.name" for o in overrides)
+    sys.argv = [f"python -m search {command}"] + default_preset_overrides(overrides) + (
+        [] if named else [f"hydra.job.name={command}"])  # its log file: outputs/<run.name>/<command>.log
     _exit_codes.clear()
     try:
         COMMANDS[command]()

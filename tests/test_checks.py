@@ -15,7 +15,7 @@ from search.cli import command_problem
 from search.config import OPERATOR_NAMES, UserError, check_run_name, check_values, load_config, run_identity
 from search.operators import OPERATORS
 from search.run.loop import IDENTITY_FILE, SearchRun
-from support import EDITABLE, ROOT, git, make_repo
+from support import EDITABLE, ROOT, SHAKESPEARE, git, make_repo
 
 BAD_COMMANDS = [
     (["+trial.budget_secnds=5"], "unknown setting 'trial.budget_secnds' (did you mean trial.budget_seconds?)"),
@@ -159,3 +159,18 @@ def test_hydras_refusal_of_its_own_flags_is_one_line_and_exit_2(tmp_path):
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"], out.stderr
+
+
+@pytest.mark.slow
+def test_the_runs_log_file_holds_its_lines_and_the_console_no_library_logs(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    env = dict(os.environ, EVORESEARCH_NO_GPU_DEFAULT="1", PYTHONPATH=str(ROOT), OPENAI_API_KEY="")
+    out = subprocess.run([sys.executable, "-m", "search", "run", "experiment=cpu_smoke", "llm=none", "run.name=logged",
+                          f"lineage.repo={repo}", f"data.path={SHAKESPEARE}", f"data.cache_dir={tmp_path / 'cache'}",
+                          "search.max_trials=1", "search.noise_repeats=1", "trial.max_steps=1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = (tmp_path / "outputs" / "logged" / "run.log").read_text()
+    for line in ("[search] run logged: single lineage", "[search] v0000 ok: val_bpb", "=== run logged ==="):
+        assert line in out.stdout and line in log
+    assert "[INFO]" not in out.stdout  # the console has the run's lines only

@@ -35,7 +35,7 @@ from search.record.attrs import CandidateAttrs, commit_message, next_variant_nam
 from search.record.data import SEED, aggregate_variants, best_variant, path_from_seed, pick_variant
 from search.record.runs import RunState
 from search.run.liveness import dead_here, worker_name
-from search.run.loop import build_workers, run_progress
+from search.run.loop import build_workers, run_progress, say_to
 from eval.record import Status
 from search.run.scheduler import Scheduler
 from search.run.store import RunStore
@@ -263,4 +263,4 @@ def work(state: RunState, store: RunStore, out: TextIO = sys.stdout) -> int:
 
 
 def _say(out: TextIO, line: str) -> None:
-    print(line, file=out, flush=True)
+    say_to(out)(line)

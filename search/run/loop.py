@@ -16,6 +16,7 @@ best, and it becomes the new best only if it beats it by more than the seed's no
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -45,7 +46,19 @@ from search.run.workers import Workers, is_fatal, worker_envs
 
 IDENTITY_FILE = "identity.json"  # the settings that make the run's results comparable, saved when it starts
 
-__all__ = ["SearchRun", "build_workers", "is_fatal", "open_store", "read_program", "run_progress"]
+__all__ = ["SearchRun", "build_workers", "is_fatal", "open_store", "read_program", "run_progress", "say_to"]
+
+
+LOG = logging.getLogger("evoresearch")
+
+
+def say_to(out: TextIO) -> Callable[[str], None]:
+    """A progress line to `out` and to the log (the command's log file in the run directory)."""
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+        LOG.info(line)
+
+    return say
 
 
 def open_store(conf: Config, run_dir: Path) -> RunStore:
@@ -128,9 +141,7 @@ class SearchRun:
         """
         from eval.data.prepare import prepare_data
 
-        def say(line: str) -> None:
-            print(line, file=out, flush=True)
-
+        say = say_to(out)
         check_run_name(conf.run.name)
         check_values(conf)
         worker_envs(conf.scheduler.workers)  # a bad scheduler.workers: an error now
@@ -212,7 +223,7 @@ class SearchRun:
     # --- output
 
     def say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        say_to(self.out)(line)
 
     def _llm_usage(self) -> dict[str, Any]:
         llm = self.producer.llm

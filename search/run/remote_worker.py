@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from search.config import Config, UserError, config_dict, load_config
 from search.run.liveness import worker_process
-from search.run.loop import build_workers, open_store
+from search.run.loop import build_workers, open_store, say_to
 from search.run.sandbox import resolve_sandbox
 from search.run.scheduler import Scheduler, SchedulerError
 from search.run.store import RunStore
@@ -66,9 +67,7 @@ def worker_command(conf: Config, run_dir: Path, data_overridden: bool = False) -
     name = merged.run.name
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    def say(line: str) -> None:
-        print(line, flush=True)
-
+    say = say_to(sys.stdout)
     store = open_store(merged, run_dir)  # the study exists: opened with write-safe settings
     try:
         prepared = prepare_data(asdict(merged.data), merged.trial.vocab_size, log=say)
