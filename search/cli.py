@@ -111,13 +111,14 @@ def _user_error(exc: Exception, run_dir: Path | None = None) -> None:
 
 
 def _remove_if_only_hydra(run_dir: Path) -> None:
-    """Remove `run_dir` if it holds only Hydra's `.hydra/` and empty log files (a failed command's)."""
+    """Remove `run_dir` if it holds only what Hydra made for this command (`.hydra/` and the
+    command's log, whose lines the console showed): the command failed before writing anything."""
     if not run_dir.is_dir():
         return
     for entry in run_dir.iterdir():
         if entry.name == ".hydra" and entry.is_dir():
             continue
-        if entry.suffix == ".log" and entry.is_file() and entry.stat().st_size == 0:
+        if entry.suffix == ".log" and entry.is_file():
             continue
         return
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -467,8 +468,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     named = any(o.split("=", 1)[0] == "hydra.job.name" for o in overrides)
-    sys.argv = [f"python -m search {command}"] + default_preset_overrides(overrides) + (
-        [] if named else [f"hydra.job.name={command}"])  # its log file: outputs/<run.name>/<command>.log
+    args = default_preset_overrides(overrides)
+    if not named:  # the log file: outputs/<run.name>/<command>.log
+        # Beside the other overrides: Hydra's parser takes its positional overrides in one run.
+        first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+        args = args[:first] + [f"hydra.job.name={command}"] + args[first:]
+    sys.argv = [f"python -m search {command}"] + args
     _exit_codes.clear()
     try:
         COMMANDS[command]()
