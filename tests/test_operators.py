@@ -2,7 +2,6 @@
 
 import random
 import subprocess
-from pathlib import Path
 
 import pytest
 

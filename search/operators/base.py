@@ -8,6 +8,7 @@ rejected candidate. Guards, commits and queueing are the producer's business.
 
 from __future__ import annotations
 
+import random
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol

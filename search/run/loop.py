@@ -312,7 +312,7 @@ def check_same_run(run_dir: Path, identity: dict[str, Any]) -> None:
                                        json.loads(json.dumps(identity, default=str)))
     if differences:
         raise UserError(f"run {run_dir.name} exists with other settings, so its results would not compare: "
-                        + "; ".join(differences) + f". Resume it with its own settings, or start a new run "
+                        + "; ".join(differences) + ". Resume it with its own settings, or start a new run "
                         "with another run.name (settings a resume may change: " + ", ".join(RESUMABLE) + ")")
 
 
