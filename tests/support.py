@@ -98,3 +98,22 @@ def processes_in(directory) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def bwrap_problem() -> str | None:
+    """Why trial.sandbox=bwrap would not work here (the trials' own check), or None."""
+    from search.run.sandbox import SandboxError, resolve_sandbox
+
+    try:
+        resolve_sandbox("bwrap")
+    except SandboxError as exc:
+        return str(exc)
+    return None
+
+
+def bwrap_mark():
+    """A skip mark for tests of the bubblewrap sandbox, naming why it does not work here."""
+    import pytest
+
+    problem = bwrap_problem()
+    return pytest.mark.skipif(problem is not None, reason=f"no bubblewrap sandbox: {problem}")

@@ -11,18 +11,10 @@ import pytest
 
 from search import PROJECT_ROOT
 from search.run.sandbox import Sandbox, SandboxError, bwrap_arguments, resolve_sandbox
-from support import processes_in, wait_until
+from support import bwrap_mark, processes_in, wait_until
 
 
-def bwrap_works() -> bool:
-    try:
-        resolve_sandbox("bwrap")
-        return True
-    except SandboxError:
-        return False
-
-
-needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is missing or cannot run here")
+needs_bwrap = bwrap_mark()
 
 
 def test_none_is_none_and_unknown_is_an_error():

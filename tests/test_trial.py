@@ -12,21 +12,13 @@ import pytest
 
 from search import PROJECT_ROOT
 from search.run.runner import run_trial_process
-from search.run.sandbox import SandboxError, resolve_sandbox
 from support import alive, make_variant, processes_in, wait_until
+from support import bwrap_mark
 
 pytestmark = pytest.mark.slow
 
 
-def bwrap_works() -> bool:
-    try:
-        resolve_sandbox("bwrap")
-        return True
-    except SandboxError:
-        return False
-
-
-needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is missing or cannot run here")
+needs_bwrap = bwrap_mark()
 SANDBOXES = [pytest.param("none"), pytest.param("bwrap", marks=needs_bwrap)]
 
 
