@@ -10,15 +10,17 @@ verdict (single lineage), the study, the tuner, the noise floor, the tag and res
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 from eval.files import write_atomic
 from eval.record import Status, TrialRecord
 from search.config import Config
 from search.record.data import FIGURES, SEED
 from search.record.format import first_line
+from search.run.display import LiveLine
 from search.run.failpoints import failpoint
 from search.run.producer import MEASURING_OPERATORS
 from search.run.scheduler import SchedulerError, TakenTrial, Tuner
@@ -49,11 +51,16 @@ class TrialExecutor:
         run_trial: the runner (`search.run.runner.run_trial_process` or a test double).
         tuner: the tune operator's sampler, told how its suggestions scored.
         say: where progress lines go.
+        live: a terminal to draw the training trial's live line on (None: plain lines only).
+        run_eta: the run's remaining seconds, for the live line.
     """
 
     def __init__(self, conf: Config, store: RunStore, data_spec: dict[str, Any], run_trial: TrialRunner,
-                 tuner: Tuner, say: Callable[[str], None]):
+                 tuner: Tuner, say: Callable[[str], None], live: TextIO | None = None,
+                 run_eta: Callable[[], float | None] = lambda: None):
         self.conf = conf
+        self.live = live  # a terminal: a live line while a trial trains (search.run.display)
+        self.run_eta = run_eta
         self.s = conf.search
         self.store = store
         self.data_spec = data_spec
@@ -95,11 +102,23 @@ class TrialExecutor:
                 record.reason = f"preflight: {record.reason}"
         if record is None:
             self.say(f"[search] training {name} ({attrs['operator']}): {attrs['description']}")
-            record = self.run_trial(dict(spec, trial=trial), trial_dir / "trial", env=env)
+            record = self._run_full(dict(spec, trial=trial), trial_dir / "trial", env, name)
         write_atomic(trial_dir / RESULT_FILE, json.dumps(
             {"record": json.loads(record.to_json()), "preflight_seconds": preflight_seconds}))
         self.finish(taken, record, preflight_seconds)
         return record
+
+    def _run_full(self, spec: dict[str, Any], trial_dir: Path, env: dict[str, str] | None, name: str) -> TrialRecord:
+        """The full trial; on a terminal with its live line."""
+        if self.live is None:
+            return self.run_trial(spec, trial_dir, env=env)
+        eta, since = self.run_eta(), time.monotonic()
+        line = LiveLine(self.live, name, spec["trial"]["budget_seconds"],
+                        lambda: None if eta is None else max(0.0, eta - (time.monotonic() - since)))
+        try:
+            return self.run_trial(spec, trial_dir, env=env, echo=line)
+        finally:
+            line.close()
 
     def recover(self, row: dict[str, Any]) -> bool:
         """Report the result a dead worker of this machine left in its trial directory (it trained

@@ -34,6 +34,7 @@ from search.operators.guards import content_hash
 from search.record.attrs import CandidateAttrs
 from search.record.data import SEED
 from search.record.summary import Progress, RunSummary, count_by, eta_seconds
+from search.run.display import ERASE_TO_END
 from search.run.executor import TrialExecutor, TrialRunner
 from search.run.failpoints import failpoint
 from search.run.liveness import worker_name
@@ -53,9 +54,12 @@ LOG = logging.getLogger("evoresearch")
 
 
 def say_to(out: TextIO) -> Callable[[str], None]:
-    """A progress line to `out` and to the log (the command's log file in the run directory)."""
+    """A progress line to `out` and to the log (the command's log file in the run directory). On a
+    terminal the line first erases a trial's live line (search.run.display), redrawn at its next step."""
+    erase = "\r" + ERASE_TO_END if _is_terminal(out) else ""
+
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        print(erase + line, file=out, flush=True)
         LOG.info(line)
 
     return say
@@ -128,7 +132,10 @@ class SearchRun:
         tuner = make_tuner(conf, store)
         self.producer = Producer(conf, store, llm, tuner, program, self.say, busy=lambda: self.workers.busy())
         self.workers = build_workers(conf, store, data_spec, self.say, self.producer.done, run_trial, tuner)
-        self.workers.executor.on_finished = lambda: self.say(self.progress().line())
+        executor = self.workers.executor
+        executor.on_finished = lambda: self.say(self.progress().line())
+        if _is_terminal(out):  # a live line while each trial trains; plain lines otherwise
+            executor.live, executor.run_eta = out, lambda: self.progress().eta
 
     @classmethod
     def open(cls, conf: Config, run_dir: Path, *, llm: LLMClient | None = None, out: TextIO = sys.stdout,
@@ -346,6 +353,13 @@ def _configured_llm(conf: Config, run_dir: Path, say: Callable[[str], None]) -> 
         price_completion_per_million=cfg.price_completion_per_million, spend_cap=cfg.spend_cap,
         log_dir=run_dir / "llm")
     return client, f"{cfg.model} at {cfg.base_url or 'the default OpenAI endpoint'}"
+
+
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # a closed or plain stream
+        return False
 
 
 def read_program(path: str) -> str:
