@@ -8,13 +8,10 @@ plain function that tests call directly.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import os
 import shutil
 import sys
 import tempfile
-import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from eval.data import DataError
 from eval.record import Status
 from search import PROJECT_ROOT
-from search.config import OPERATOR_NAMES, Config, UserError, check_run_name, check_values, config_dict, load_config, register_configs
+from search.config import (Config, UserError, check_run_name, check_values, config_dict, load_config,
+                           override_problem, register_configs)
 from search.lineage.repo import LineageError
 from search.run.sandbox import SandboxError
 
@@ -250,6 +248,10 @@ def compose_run_config(overrides: list[str]) -> tuple[DictConfig, Path]:
 
     from search.record.runs import list_runs
 
+    for override in overrides:
+        problem = override_problem(override, Path(CONF_DIR))
+        if problem:
+            raise UserError(problem)
     try:
         cfg = _compose(overrides)
         run_dir = Path(cfg.hydra.run.dir)
@@ -372,7 +374,7 @@ def command_problem(overrides: list[str]) -> str | None:
     (`--help`, `--cfg`, `-m`) are left to Hydra.
     """
     for override in overrides:
-        problem = _override_problem(override)
+        problem = override_problem(override, Path(CONF_DIR))
         if problem:
             return problem
     if any(o.startswith("-") for o in overrides):
@@ -392,45 +394,6 @@ def command_problem(overrides: list[str]) -> str | None:
     except UserError as exc:
         return str(exc)
     return _output_dir_problem(Path(cfg.hydra.run.dir))
-
-
-def _override_problem(override: str) -> str | None:
-    """An override naming a setting or a group option that does not exist, with a suggestion."""
-    if "=" not in override:
-        return None
-    key, value = override.split("=", 1)
-    key = key.lstrip("+~")
-    if key.startswith("hydra.") or key == "hydra":
-        return None
-    groups = {g.name: sorted(f.stem for f in g.glob("*.yaml")) for g in Path(CONF_DIR).iterdir() if g.is_dir()}
-    if key in groups:
-        for choice in value.split(","):  # a sweep (-m) names several
-            if choice not in groups[key] and not (choice in ("null", "") and key == "experiment"):
-                return (f"{key}={value}: there is no {key} option {choice!r}"
-                        f"{_did_you_mean(choice, groups[key], key + '=')}; the options are: {', '.join(groups[key])}")
-        return None
-    node: Any = Config
-    parts = key.split(".")
-    if parts[:2] == ["search", "rates"] and len(parts) == 3 and parts[2] not in OPERATOR_NAMES:
-        return (f"search.rates.{parts[2]}: there is no operator {parts[2]!r}"
-                f"{_did_you_mean(parts[2], list(OPERATOR_NAMES), 'search.rates.')}; the operators are: "
-                f"{', '.join(OPERATOR_NAMES)}")
-    for depth, part in enumerate(parts):
-        if not dataclasses.is_dataclass(node):
-            return None  # inside a mapping (search.rates, trial.constants): any key
-        hints = typing.get_type_hints(node)
-        if part not in hints:
-            where = ".".join(key.split(".")[:depth])
-            near = [f"{where}.{n}" if where else n for n in hints]
-            return (f"unknown setting {key!r}{_did_you_mean(key, near)}: `python -m search <command> --cfg job` "
-                    "prints every setting")
-        node = hints[part]
-    return None
-
-
-def _did_you_mean(name: str, known: list[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 def _output_dir_problem(run_dir: Path) -> str | None:

@@ -9,7 +9,11 @@ where they are used, so pure modules may import the schema and `UserError`.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import typing
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 
@@ -311,6 +315,47 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def override_problem(override: str, conf_dir: Path) -> str | None:
+    """An override naming a setting (of the schema) or a group option (a YAML file of `conf_dir/<group>/`)
+    that does not exist, with a suggestion; None for one that exists."""
+    if "=" not in override:
+        return None
+    key, value = override.split("=", 1)
+    key = key.lstrip("+~")
+    if key.startswith("hydra.") or key == "hydra":
+        return None
+    groups = {g.name: sorted(f.stem for f in g.glob("*.yaml")) for g in conf_dir.iterdir() if g.is_dir()}
+    if key in groups:
+        for choice in value.split(","):  # a sweep (-m) names several
+            if choice not in groups[key] and not (choice in ("null", "") and key == "experiment"):
+                return (f"{key}={value}: there is no {key} option {choice!r}"
+                        f"{did_you_mean(choice, groups[key], key + '=')}; the options are: {', '.join(groups[key])}")
+        return None
+    node: Any = Config
+    parts = key.split(".")
+    if parts[:2] == ["search", "rates"] and len(parts) == 3 and parts[2] not in OPERATOR_NAMES:
+        return (f"search.rates.{parts[2]}: there is no operator {parts[2]!r}"
+                f"{did_you_mean(parts[2], list(OPERATOR_NAMES), 'search.rates.')}; the operators are: "
+                f"{', '.join(OPERATOR_NAMES)}")
+    for depth, part in enumerate(parts):
+        if not dataclasses.is_dataclass(node):
+            return None  # inside a mapping (search.rates, trial.constants): any key
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            where = ".".join(key.split(".")[:depth])
+            near = [f"{where}.{n}" if where else n for n in hints]
+            return (f"unknown setting {key!r}{did_you_mean(key, near)}: `python -m search <command> --cfg job` "
+                    "prints every setting")
+        node = hints[part]
+    return None
+
+
+def did_you_mean(name: str, known: list[str], prefix: str = "") -> str:
+    """` (did you mean <prefix><the nearest of known>?)`, or nothing when none is near."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 def config_dict(conf: Config) -> dict[str, Any]:

@@ -174,3 +174,10 @@ def test_the_runs_log_file_holds_its_lines_and_the_console_no_library_logs(tmp_p
     for line in ("[search] run logged: single lineage", "[search] v0000 ok: val_bpb", "=== run logged ==="):
         assert line in out.stdout and line in log
     assert "[INFO]" not in out.stdout  # the console has the run's lines only
+
+
+def test_report_and_export_check_their_overrides_too():
+    from search.cli import compose_run_config
+
+    with pytest.raises(UserError, match=r"unknown setting 'pik' \(did you mean pick\?\)"):
+        compose_run_config(["run.name=r", "pik=best"])
